@@ -1,0 +1,66 @@
+# Two commands: `make lab` opens the kit, `make test` runs every test. Each creates the
+# virtual environment in .venv on first use and installs only when pyproject.toml changed.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+KIT    := $(VENV)/.kit-installed
+TESTKIT:= $(VENV)/.test-installed
+NBVAL  := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
+PYTEST_ARGS ?=
+
+.PHONY: lab test test-fast notebooks exercises check grade bench lint clean help
+
+help:
+	@echo "make lab          open the kit in JupyterLab (creates .venv on first use)"
+	@echo "make test         run every test: unit, property, notebooks (nbval), browser"
+	@echo "make check NB=exercises/02_queues_and_pub_sub.ipynb   check one exercise notebook"
+	@echo "make grade SUBMISSIONS=folder   grade a folder of submitted notebooks"
+	@echo "make notebooks    re-execute lessons and solutions, writing their outputs"
+	@echo "make exercises    regenerate exercises/ from solutions/"
+	@echo "make bench        run the benchmarks"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(KIT): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e .
+	@touch $@
+
+$(TESTKIT): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[test]"
+	@touch $@ $(KIT)
+
+lab: $(KIT)
+	$(BIN)/jupyter lab notebooks/
+
+test: $(TESTKIT)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest $(NBVAL) tests notebooks solutions $(PYTEST_ARGS)
+
+test-fast: $(TESTKIT)
+	$(BIN)/python -m pytest tests -m "not browser and not slow" $(PYTEST_ARGS)
+
+lint: $(TESTKIT)
+	$(BIN)/ruff check .
+
+notebooks: $(TESTKIT)
+	$(BIN)/python -m evbroker.build notebooks
+
+exercises: $(TESTKIT)
+	$(BIN)/python -m evbroker.build exercises
+
+check: $(TESTKIT)
+	@test -n "$(NB)" || (echo "usage: make check NB=exercises/NN_name.ipynb" && exit 2)
+	$(BIN)/python -m evbroker.grading check "$(NB)"
+
+grade: $(TESTKIT)
+	@test -n "$(SUBMISSIONS)" || (echo "usage: make grade SUBMISSIONS=folder [OUT=gradebook]" && exit 2)
+	$(BIN)/python -m evbroker.grading grade "$(SUBMISSIONS)" --out "$(or $(OUT),gradebook)"
+
+bench: $(TESTKIT)
+	$(BIN)/python benchmarks/engine.py
+	$(BIN)/python benchmarks/widgets.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis .ruff_cache artifacts

@@ -1,0 +1,47 @@
+"""evbroker: a deterministic, pure-Python message broker simulator for teaching.
+
+>>> import evbroker as eb
+>>> b = eb.Broker(seed=0)
+
+The core (``Broker``, ``Faults``, ``Trace``) is imported eagerly and never plots or prints.
+The views (``eb.plot``, ``eb.widgets``), the sagas (``eb.workflows``), the lesson scenarios
+(``eb.scenarios``) and the exercise checks (``eb.grading``) load on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from evbroker.core import GUARANTEES, KINDS, Broker, Context, Effect, Faults, Message, Trace, TraceEvent
+from evbroker.errors import EvbrokerError
+
+__version__ = "0.1.0"
+
+_SUBMODULES = ("plot", "widgets", "workflows", "scenarios", "grading")
+
+__all__ = [
+    "GUARANTEES",
+    "KINDS",
+    "Broker",
+    "Context",
+    "Effect",
+    "EvbrokerError",
+    "Faults",
+    "Message",
+    "Trace",
+    "TraceEvent",
+    *_SUBMODULES,
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        module = importlib.import_module(f"evbroker.{name}")
+        globals()[name] = module
+        return module
+    raise AttributeError(f"module 'evbroker' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,764 @@
+"""The simulated broker: topics, queues, workers, acks, redelivery and dead letters.
+
+Everything that changes broker state lives in this file; the scheduler only calls back into
+it at virtual times, and the trace only records what happened. Real-broker behaviour each
+knob mirrors is named in the docstrings.
+"""
+
+from __future__ import annotations
+
+import inspect
+import random
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from evbroker.core.faults import NO_FAULTS, Faults
+from evbroker.core.message import Context, Effect, Message
+from evbroker.core.scheduler import COMPLETE, PUBLISH, RESTART, TIMEOUT, Scheduler
+from evbroker.core.trace import Trace, TraceEvent
+from evbroker.errors import EvbrokerError, check_positive, did_you_mean, one_of
+
+GUARANTEES = ("at-most-once", "at-least-once", "exactly-once")
+#: How many times a publish is retried when its confirmation keeps getting lost.
+MAX_PUBLISH_RETRIES = 3
+PRODUCER = "producer"
+
+
+@dataclass(slots=True)
+class _Copy:
+    """One message's copy in one queue, as the broker tracks it."""
+
+    id: str
+    payload: Any
+    key: Any
+    topic: str
+    queue: _Queue
+    attempt: int = 0  # deliveries so far; the next delivery is attempt + 1
+    token: int = 0  # bumped on every delivery; a timeout or ack for an older token is stale
+    inflight: bool = False
+    last_failure: str = ""
+    duration: float = 0.0  # how long the latest delivery's processing takes
+
+
+@dataclass(slots=True)
+class _Queue:
+    name: str
+    guarantee: str
+    ack_timeout: float
+    max_deliveries: int | None
+    dead_letter: str | None
+    retry_delay: float
+    retry_backoff: float
+    ready: deque = field(default_factory=deque)
+    workers: list = field(default_factory=list)
+    rr: int = 0
+    waiting: int = 0  # copies between a failure and their delayed redelivery
+    inflight: int = 0
+    keys: set = field(default_factory=set)  # the service's dedupe store (ctx.remember)
+    ids: set = field(default_factory=set)  # exactly-once: message ids committed
+    dead_letters: list = field(default_factory=list)
+    copies: int = 0
+    deliveries: int = 0
+    processed: int = 0
+    unique: set = field(default_factory=set)
+    lost: int = 0
+    dead_lettered: int = 0
+    acked: int = 0
+    redeliveries: int = 0
+
+
+@dataclass(slots=True)
+class _Worker:
+    name: str
+    queue: _Queue
+    handler: Callable[[Message, Context], Any]
+    service_time: float | Callable[[Message], float]
+    faults: Faults
+    restart_after: float
+    state: str = "idle"  # "idle" | "busy" | "down"
+    epoch: int = 0  # bumped on every crash; work scheduled in an older epoch is void
+    outage: bool = False
+    current: _Copy | None = None  # the copy being processed
+
+
+class Broker:
+    """A deterministic, in-memory message broker on a virtual clock.
+
+    >>> b = Broker(seed=0)
+    >>> b.topic("user.signed_up")
+    >>> b.queue("email", bind="user.signed_up")
+    >>> b.worker("email", lambda msg, ctx: ctx.effect("email", to=msg.payload["user"]))
+    >>> b.publish("user.signed_up", {"user": "ada"})
+    'm1'
+    >>> b.run()
+    >>> [e.data for e in b.effects("email")]
+    [{'to': 'ada'}]
+
+    ``settle_limit`` is how many deliveries of one copy (with no ``max_deliveries``) count as
+    "this will never settle"; ``max_events`` bounds one ``run()`` call, so a handler that
+    publishes forever stops with an error instead of hanging the notebook.
+    """
+
+    def __init__(self, seed: int = 0, *, settle_limit: int = 100, max_events: int = 5_000_000) -> None:
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise EvbrokerError(f"seed must be an int such as 0 or 42 (got {seed!r})")
+        if isinstance(settle_limit, bool) or not isinstance(settle_limit, int) or settle_limit < 1:
+            raise EvbrokerError(f"settle_limit must be a whole number >= 1 (got {settle_limit!r})")
+        if isinstance(max_events, bool) or not isinstance(max_events, int) or max_events < 1:
+            raise EvbrokerError(f"max_events must be a whole number >= 1 (got {max_events!r})")
+        self.seed = seed
+        self.rng = random.Random(seed)
+        self.settle_limit = settle_limit
+        self.max_events = max_events
+        self._clock = Scheduler()
+        self._topics: dict[str, list[_Queue]] = {}
+        self._queues: dict[str, _Queue] = {}
+        self._workers: dict[str, _Worker] = {}
+        self._worker_counts: dict[str, int] = {}
+        self._actors: dict[str, str] = {}
+        self._events: list[TraceEvent] = []
+        self._trace = Trace(actors=self._actors)
+        self._trace._events = self._events  # the trace is a live view of the record
+        self._effects: list[Effect] = []
+        self._next_id = 0
+
+    # ------------------------------------------------------------------ set-up
+
+    @property
+    def now(self) -> float:
+        """The current virtual time."""
+        return self._clock.now
+
+    @property
+    def trace(self) -> Trace:
+        """Everything that happened so far, as an :class:`~evbroker.Trace`."""
+        return self._trace
+
+    @property
+    def topics(self) -> list[str]:
+        return list(self._topics)
+
+    @property
+    def queues(self) -> list[str]:
+        return list(self._queues)
+
+    @property
+    def workers(self) -> list[str]:
+        return list(self._workers)
+
+    def topic(self, name: str) -> None:
+        """Declare a topic: every queue bound to it gets its own copy of each message.
+
+        Mirrors a RabbitMQ fanout exchange, an SNS topic, or a Kafka topic read by several
+        consumer groups.
+        """
+        self._check_new_name(name, "topic")
+        self._topics[name] = []
+        self._actors[name] = "topic"
+
+    def queue(
+        self,
+        name: str,
+        bind: str | Iterable[str] | None = None,
+        *,
+        guarantee: str = "at-least-once",
+        ack_timeout: float = 5.0,
+        max_deliveries: int | None = None,
+        dead_letter: str | None = None,
+        retry_delay: float = 0.0,
+        retry_backoff: float = 1.0,
+    ) -> None:
+        """Declare a queue: each copy in it goes to exactly one of its workers.
+
+        - ``bind``: a topic name or a list of them; the queue gets a copy of every message
+          published there. A queue can also be published to directly by name.
+        - ``guarantee``: "at-most-once" (auto-ack: the broker forgets a copy once sent),
+          "at-least-once" (manual ack after processing, like RabbitMQ ``basic.ack`` or SQS
+          ``DeleteMessage``), "exactly-once" (at-least-once plus a dedupe store of message
+          ids committed with the handler's effects).
+        - ``ack_timeout``: how long the broker waits for an ack before it redelivers (SQS's
+          visibility timeout, RabbitMQ's consumer timeout, Kafka's ``max.poll.interval.ms``).
+        - ``max_deliveries``: after this many failed deliveries the copy is dead-lettered
+          (SQS ``maxReceiveCount``, RabbitMQ quorum queues' ``delivery-limit``).
+        - ``dead_letter``: a queue that receives dead-lettered copies (a DLQ); without one,
+          they are kept aside and listed by :meth:`dead_letters`.
+        - ``retry_delay`` / ``retry_backoff``: wait before a failed copy goes back to the head
+          of the queue: ``retry_delay * retry_backoff ** (n - 1)`` before the n-th redelivery.
+        """
+        self._check_new_name(name, "queue")
+        if guarantee not in GUARANTEES:
+            raise one_of("guarantee", guarantee, GUARANTEES)
+        check_positive(f"queue {name!r}: ack_timeout", ack_timeout,
+                       hint="; it is how long the broker waits for an ack before redelivering")
+        if max_deliveries is not None and (
+            isinstance(max_deliveries, bool) or not isinstance(max_deliveries, int) or max_deliveries < 1
+        ):
+            raise EvbrokerError(
+                f"queue {name!r}: max_deliveries must be None (retry forever) or a whole number >= 1 "
+                f"(got {max_deliveries!r}); e.g. max_deliveries=3"
+            )
+        check_positive(f"queue {name!r}: retry_delay", retry_delay, allow_zero=True)
+        check_positive(f"queue {name!r}: retry_backoff", retry_backoff,
+                       hint="; 1 keeps the delay fixed, 2 doubles it after each failure")
+        topics = [] if bind is None else [bind] if isinstance(bind, str) else list(bind)
+        for t in topics:
+            self._check_topic(t, f"queue {name!r}: bind")
+        if dead_letter is not None and dead_letter not in self._queues:
+            raise EvbrokerError(
+                f"queue {name!r}: dead_letter={dead_letter!r} is not a queue"
+                f"{did_you_mean(dead_letter, self._queues)}; declare it first with "
+                f"b.queue({dead_letter!r})"
+            )
+        q = _Queue(name, guarantee, float(ack_timeout), max_deliveries, dead_letter,
+                   float(retry_delay), float(retry_backoff))
+        self._queues[name] = q
+        self._actors[name] = "queue"
+        for t in dict.fromkeys(topics):
+            self._topics[t].append(q)
+
+    def bind(self, queue: str, topic: str) -> None:
+        """Bind an existing queue to an existing topic (it gets copies of later publishes)."""
+        q = self._get_queue(queue, "bind")
+        self._check_topic(topic, f"bind({queue!r}, ...)")
+        if q not in self._topics[topic]:
+            self._topics[topic].append(q)
+
+    def worker(
+        self,
+        queue: str,
+        handler: Callable[[Message, Context], Any],
+        count: int = 1,
+        *,
+        name: str | None = None,
+        service_time: float | Callable[[Message], float] = 1.0,
+        faults: Faults | None = None,
+        restart_after: float = 2.0,
+    ) -> list[str]:
+        """Start ``count`` competing consumers on ``queue``; returns their names.
+
+        Each worker takes one copy at a time (RabbitMQ ``prefetch_count=1``); free workers
+        take turns in registration order. Default names are ``"<queue>-1"``, ``"<queue>-2"``...
+        A worker that crashes comes back ``restart_after`` later, like a restarted pod.
+        """
+        q = self._get_queue(queue, "worker")
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise EvbrokerError(f"worker {queue!r}: count must be a whole number >= 1 (got {count!r})")
+        _check_handler(handler, f"worker {queue!r}")
+        if callable(service_time):
+            _check_arity(service_time, 1, f"worker {queue!r}: service_time", "service_time(msg) -> float")
+        else:
+            check_positive(f"worker {queue!r}: service_time", service_time,
+                           hint="; it is how long one message takes to process")
+        if faults is None:
+            faults = NO_FAULTS
+        elif not isinstance(faults, Faults):
+            raise EvbrokerError(f"worker {queue!r}: faults must be eb.Faults(...) or None (got {faults!r})")
+        check_positive(f"worker {queue!r}: restart_after", restart_after,
+                       hint="; it is how long a crashed worker stays down")
+        if name is not None and (not isinstance(name, str) or not name):
+            raise EvbrokerError(f"worker {queue!r}: name must be a non-empty string (got {name!r})")
+        names = []
+        for _ in range(count):
+            if name is not None and count == 1:
+                wname = name
+            else:
+                base = name or queue
+                n = self._worker_counts.get(base, 0) + 1
+                self._worker_counts[base] = n
+                wname = f"{base}-{n}"
+            self._check_new_name(wname, "worker")
+            w = _Worker(wname, q, handler, service_time, faults, float(restart_after))
+            self._workers[wname] = w
+            self._actors[wname] = "worker"
+            q.workers.append(w)
+            names.append(wname)
+        self._dispatch(q)
+        return names
+
+    def outage(self, worker: str, start: float, end: float) -> None:
+        """Take a worker (or every worker of a queue) down from ``start`` to ``end``.
+
+        Work in progress at ``start`` is abandoned, as when a pod is killed. Messages that
+        arrive meanwhile wait in the queue: the consumer being down loses nothing.
+        """
+        if worker in self._queues:
+            targets = list(self._queues[worker].workers)
+        elif worker in self._workers:
+            targets = [self._workers[worker]]
+        else:
+            raise EvbrokerError(
+                f"outage: {worker!r} is neither a worker nor a queue{did_you_mean(worker, [*self._workers, *self._queues])}; "
+                f"workers are {', '.join(self._workers) or '(none yet)'}"
+            )
+        check_positive("outage: start", start, allow_zero=True)
+        check_positive("outage: end", end)
+        if start < self.now:
+            raise EvbrokerError(f"outage: start={start!r} is in the past (now is {self.now:g}); use start >= {self.now:g}")
+        if end <= start:
+            raise EvbrokerError(f"outage: end={end!r} must be after start={start!r}")
+        for w in targets:
+            self._clock.at(float(start), RESTART, self._outage_begin, w)
+            self._clock.at(float(end), RESTART, self._outage_end, w)
+
+    # ------------------------------------------------------------------ publishing
+
+    def publish(
+        self,
+        dest: str,
+        payload: Any = None,
+        at: float | None = None,
+        key: Any = None,
+        *,
+        by: str = PRODUCER,
+        faults: Faults | None = None,
+    ) -> str:
+        """Publish ``payload`` to a topic or a queue, now or ``at`` a later time.
+
+        Returns the message id ("m1", "m2", ...). ``key`` is the business key (an order
+        number) that survives producer retries; ``by`` names the producer on the timeline;
+        ``faults`` (``lose_confirm``) makes the producer retry with a new message id.
+        """
+        self._check_destination(dest, where="publish")
+        if at is None:
+            at = self.now
+        else:
+            check_positive("publish: at", at, allow_zero=True)
+            if at < self.now:
+                raise EvbrokerError(
+                    f"publish: at={at!r} is in the past (now is {self.now:g}); "
+                    f"use at >= {self.now:g}, or at=None for now"
+                )
+        if not isinstance(by, str) or not by:
+            raise EvbrokerError(f"publish: by must be a producer name such as 'orders' (got {by!r})")
+        if faults is not None and not isinstance(faults, Faults):
+            raise EvbrokerError(f"publish: faults must be eb.Faults(...) or None (got {faults!r})")
+        mid = self._new_id()
+        self._clock.at(float(at), PUBLISH, self._do_publish, mid, dest, payload, key, by, faults or NO_FAULTS, 0, None)
+        return mid
+
+    def _new_id(self) -> str:
+        self._next_id += 1
+        return f"m{self._next_id}"
+
+    def _do_publish(self, mid: str, dest: str, payload: Any, key: Any, by: str,
+                    faults: Faults, retry: int, retry_of: str | None) -> None:
+        now = self._clock.now
+        if by not in self._actors:
+            self._actors[by] = "producer"
+        detail = f"retry of {retry_of}" if retry_of else ""
+        self._events.append(TraceEvent(now, "publish", by, mid, None, detail, dest))
+        targets = self._topics.get(dest)
+        if targets is None:  # a direct publish to a queue
+            self._enqueue(mid, payload, key, dest, self._queues[dest])
+        elif not targets:
+            self._events.append(TraceEvent(now, "unroutable", dest, mid, None, "no queue is bound to this topic"))
+        else:
+            for q in targets:
+                self._events.append(TraceEvent(now, "route", dest, mid, None, "", q.name, q.name))
+                self._enqueue(mid, payload, key, dest, q)
+        if faults.lose_confirm and retry < MAX_PUBLISH_RETRIES:
+            probe = Message(mid, payload, key, dest, None, retry + 1)
+            if self._draw(faults.lose_confirm, probe):
+                self._events.append(TraceEvent(now, "confirm-lost", by, mid, None,
+                                               f"will publish again in {faults.retry_after:g}", dest))
+                self._clock.at(now + faults.retry_after, PUBLISH, self._do_publish, self._new_id(),
+                               dest, payload, key, by, faults, retry + 1, mid)
+
+    def _enqueue(self, mid: str, payload: Any, key: Any, topic: str, q: _Queue) -> None:
+        q.copies += 1
+        q.ready.append(_Copy(mid, payload, key, topic, q))
+        self._dispatch(q)
+
+    # ------------------------------------------------------------------ delivery
+
+    def _dispatch(self, q: _Queue) -> None:
+        """Hand ready copies to free workers: FIFO, prefetch 1, round robin among free workers."""
+        workers = q.workers
+        n = len(workers)
+        while q.ready and n:
+            for i in range(n):
+                w = workers[(q.rr + i) % n]
+                if w.state == "idle":
+                    q.rr = (q.rr + i + 1) % n
+                    self._deliver(q.ready.popleft(), w)
+                    break
+            else:
+                return
+
+    def _deliver(self, c: _Copy, w: _Worker) -> None:
+        q = c.queue
+        now = self._clock.now
+        c.attempt += 1
+        c.token += 1
+        c.duration = 0.0
+        q.deliveries += 1
+        if c.attempt > self.settle_limit and q.max_deliveries is None:
+            raise EvbrokerError(
+                f"queue {q.name!r} cannot settle: message {c.id} has been delivered {c.attempt - 1} times "
+                f"and never acknowledged (last failure: {c.last_failure or 'unknown'}). "
+                f"Give the queue a limit, e.g. b.queue({q.name!r}, ..., max_deliveries=3), so the copy "
+                f"goes to dead letters, fix the handler or the ack_timeout, or stop earlier with b.run(until=...)."
+            )
+        msg = Message(c.id, c.payload, c.key, c.topic, q.name, c.attempt)
+        self._events.append(TraceEvent(now, "deliver", q.name, c.id, c.attempt, "", w.name, q.name))
+        at_most_once = q.guarantee == "at-most-once"
+        if not at_most_once:
+            c.inflight = True
+            q.inflight += 1
+            self._clock.at(now + q.ack_timeout, TIMEOUT, self._timeout, c, c.token)
+        f = w.faults
+        if f is not NO_FAULTS:
+            if f.lose_delivery and self._draw(f.lose_delivery, msg):
+                self._events.append(TraceEvent(now, "delivery-lost", q.name, c.id, c.attempt,
+                                               "the worker never got it", w.name, q.name))
+                if at_most_once:
+                    self._lose(c, "delivery lost")
+                return
+            if f.crash_before_process and self._draw(f.crash_before_process, msg):
+                self._crash(w, "before processing", c)
+                if at_most_once:
+                    self._lose(c, "worker crashed before processing")
+                return
+        if q.guarantee == "exactly-once" and c.id in q.ids:
+            self._events.append(TraceEvent(now, "dedup", w.name, c.id, c.attempt,
+                                           "already processed: acked without running the handler", None, q.name))
+            self._ack(c, w, c.token, msg)
+            return
+        w.state = "busy"
+        w.current = c
+        ctx = Context(self, msg, w.name, now)
+        error: BaseException | None = None
+        try:
+            w.handler(msg, ctx)
+        except EvbrokerError:
+            raise
+        except Exception as exc:  # a processing failure, as the real broker sees it
+            error = exc
+        duration = self._service_time(w, msg)
+        if f is not NO_FAULTS and f.slow and self._draw(f.slow, msg):
+            duration += f.slow_by
+            detail = f"slow: takes {duration:g} (ack_timeout {q.ack_timeout:g})"
+        else:
+            detail = f"takes {duration:g}"
+        c.duration = duration
+        self._events.append(TraceEvent(now, "process", w.name, c.id, c.attempt, detail, None, q.name))
+        if f is not NO_FAULTS and f.crash_during_process and self._draw(f.crash_during_process, msg):
+            self._clock.at(now + duration / 2, COMPLETE, self._crash_midway, w, w.epoch, c)
+        self._clock.at(now + duration, COMPLETE, self._complete, w, w.epoch, c, c.token, msg, ctx, error)
+
+    def _service_time(self, w: _Worker, msg: Message) -> float:
+        st = w.service_time
+        if not callable(st):
+            return st  # type: ignore[return-value]
+        value = st(msg)
+        return check_positive(f"worker {w.name!r}: service_time({msg.id}) returned", value,
+                              hint="; the service_time callable must return a positive number")
+
+    def _complete(self, w: _Worker, epoch: int, c: _Copy, token: int, msg: Message,
+                  ctx: Context, error: BaseException | None) -> None:
+        if w.epoch != epoch:  # the worker died before finishing
+            return
+        q = c.queue
+        now = self._clock.now
+        w.state = "idle"
+        w.current = None
+        if error is not None:
+            reason = f"handler raised {type(error).__name__}: {error}"
+            self._events.append(TraceEvent(now, "handler-error", w.name, c.id, c.attempt, reason, None, q.name))
+            if q.guarantee == "at-most-once":
+                self._lose(c, reason)
+            elif c.inflight and c.token == token:  # a nack: no need to wait for the timeout
+                c.inflight = False
+                q.inflight -= 1
+                self._fail(c, reason)
+            self._dispatch(q)
+            return
+        self._commit(w, c, msg, ctx)
+        f = w.faults
+        if f is not NO_FAULTS and f.crash_before_ack and self._draw(f.crash_before_ack, msg):
+            self._crash(w, "after processing, before the ack", c)
+            return
+        if q.guarantee != "at-most-once":
+            if f is not NO_FAULTS and f.lose_ack and self._draw(f.lose_ack, msg):
+                self._events.append(TraceEvent(now, "ack-lost", w.name, c.id, c.attempt,
+                                               "the broker never hears it", q.name, q.name))
+            else:
+                self._ack(c, w, token, msg)
+        for key, when in ctx.remembered:
+            if when == "after-ack":
+                q.keys.add(key)
+        self._dispatch(q)
+
+    def _commit(self, w: _Worker, c: _Copy, msg: Message, ctx: Context) -> None:
+        """Apply a finished handler's effects, publications and dedupe records, atomically."""
+        q = c.queue
+        now = self._clock.now
+        conflict = None
+        if q.guarantee == "exactly-once" and c.id in q.ids:
+            conflict = f"{c.id} was committed by another delivery meanwhile"
+        else:
+            for key, when in ctx.remembered:
+                if when == "commit" and key in q.keys:
+                    conflict = f"key {key!r} was already recorded"
+                    break
+        if conflict:
+            self._events.append(TraceEvent(now, "dedup", w.name, c.id, c.attempt,
+                                           f"{conflict}: rolled back, nothing applied", None, q.name))
+            return
+        for name, data in ctx.effects:
+            self._effects.append(Effect(now, name, w.name, q.name, c.id, c.attempt, c.key, data))
+            self._events.append(TraceEvent(now, "effect", w.name, c.id, c.attempt,
+                                           _effect_detail(name, data), None, q.name, {"name": name, **data}))
+        for key, when in ctx.remembered:
+            if when == "commit":
+                q.keys.add(key)
+        if q.guarantee == "exactly-once":
+            q.ids.add(c.id)
+        q.processed += 1
+        q.unique.add(c.id)
+        self._events.append(TraceEvent(now, "complete", w.name, c.id, c.attempt, "", None, q.name))
+        for dest, payload, key in ctx.publications:
+            self._do_publish(self._new_id(), dest, payload, key, w.name, w.faults, 0, None)
+
+    def _ack(self, c: _Copy, w: _Worker, token: int, msg: Message) -> None:
+        q = c.queue
+        now = self._clock.now
+        if c.inflight and c.token == token:
+            c.inflight = False
+            q.inflight -= 1
+            q.acked += 1
+            self._events.append(TraceEvent(now, "ack", w.name, c.id, c.attempt, "", q.name, q.name))
+        else:
+            self._events.append(TraceEvent(now, "late-ack", w.name, c.id, c.attempt,
+                                           "this delivery already timed out: ignored", q.name, q.name))
+
+    def _timeout(self, c: _Copy, token: int) -> None:
+        if not c.inflight or c.token != token:
+            return
+        q = c.queue
+        c.inflight = False
+        q.inflight -= 1
+        reason = f"no ack within {q.ack_timeout:g}"
+        if c.duration > q.ack_timeout:
+            reason += f" (processing takes {c.duration:g}: longer than ack_timeout, so it can never ack in time)"
+        self._events.append(TraceEvent(self._clock.now, "timeout", q.name, c.id, c.attempt, reason, None, q.name))
+        self._fail(c, reason)
+
+    def _fail(self, c: _Copy, reason: str) -> None:
+        """A delivery failed: dead-letter the copy, or send it back to the head of its queue."""
+        q = c.queue
+        c.last_failure = reason
+        if q.max_deliveries is not None and c.attempt >= q.max_deliveries:
+            self._dead_letter(c, reason)
+            return
+        delay = q.retry_delay * q.retry_backoff ** (c.attempt - 1) if q.retry_delay else 0.0
+        q.waiting += 1
+        if delay:
+            self._clock.at(self._clock.now + delay, TIMEOUT, self._redeliver, c)
+        else:
+            self._redeliver(c)
+
+    def _redeliver(self, c: _Copy) -> None:
+        q = c.queue
+        q.waiting -= 1
+        q.redeliveries += 1
+        self._events.append(TraceEvent(self._clock.now, "redeliver", q.name, c.id, c.attempt + 1,
+                                       "back to the head of the queue", None, q.name))
+        q.ready.appendleft(c)
+        self._dispatch(q)
+
+    def _dead_letter(self, c: _Copy, reason: str) -> None:
+        q = c.queue
+        q.dead_lettered += 1
+        q.dead_letters.append(Message(c.id, c.payload, c.key, c.topic, q.name, c.attempt))
+        detail = f"after {c.attempt} deliveries ({reason})"
+        self._events.append(TraceEvent(self._clock.now, "dead-letter", q.name, c.id, c.attempt, detail,
+                                       q.dead_letter, q.name))
+        if q.dead_letter is not None:
+            self._enqueue(c.id, c.payload, c.key, q.name, self._queues[q.dead_letter])
+
+    def _lose(self, c: _Copy, reason: str) -> None:
+        c.queue.lost += 1
+        self._events.append(TraceEvent(self._clock.now, "lost", c.queue.name, c.id, c.attempt,
+                                       reason, None, c.queue.name))
+
+    # ------------------------------------------------------------------ crashes
+
+    def _crash(self, w: _Worker, why: str, c: _Copy | None) -> None:
+        now = self._clock.now
+        w.state = "down"
+        w.epoch += 1
+        w.current = None
+        self._events.append(TraceEvent(now, "crash", w.name, c.id if c else None, c.attempt if c else None,
+                                       why, None, w.queue.name))
+        self._clock.at(now + w.restart_after, RESTART, self._restart, w, w.epoch)
+
+    def _crash_midway(self, w: _Worker, epoch: int, c: _Copy) -> None:
+        if w.epoch != epoch:
+            return
+        self._crash(w, "during processing: the work was never committed", c)
+        if c.queue.guarantee == "at-most-once":
+            self._lose(c, "worker crashed during processing")
+
+    def _restart(self, w: _Worker, epoch: int) -> None:
+        if w.epoch != epoch or w.outage:
+            return
+        w.state = "idle"
+        self._events.append(TraceEvent(self._clock.now, "restart", w.name, None, None, "", None, w.queue.name))
+        self._dispatch(w.queue)
+
+    def _outage_begin(self, w: _Worker) -> None:
+        w.outage = True
+        if w.state != "down":
+            c = w.current
+            self._crash(w, "outage" + (": work in progress abandoned" if c else ""), c)
+            if c is not None and c.queue.guarantee == "at-most-once":
+                self._lose(c, "worker taken down during processing")
+
+    def _outage_end(self, w: _Worker) -> None:
+        w.outage = False
+        w.epoch += 1
+        self._restart(w, w.epoch)
+
+    # ------------------------------------------------------------------ running
+
+    def run(self, until: float | None = None) -> None:
+        """Process scheduled events in time order: all of them, or those up to ``until``.
+
+        With ``until``, the clock stops there and a later ``run()`` resumes where it left off.
+        """
+        clock = self._clock
+        if until is not None:
+            check_positive("run: until", until, allow_zero=True)
+            if until < clock.now:
+                raise EvbrokerError(f"run: until={until!r} is in the past (now is {clock.now:g}); use until >= {clock.now:g}")
+        budget = self.max_events
+        heap = clock._heap
+        while heap:
+            if until is not None and heap[0][0] > until:
+                break
+            budget -= 1
+            if budget < 0:
+                raise EvbrokerError(
+                    f"run did not settle after {self.max_events} events (now t={clock.now:g}); a handler may be "
+                    "publishing messages forever. Stop at a time with b.run(until=...), or raise "
+                    "Broker(max_events=...) if the workload really is that large."
+                )
+            clock.step()
+        if until is not None:
+            clock.now = float(until)
+
+    # ------------------------------------------------------------------ results
+
+    def stats(self, queue: str) -> dict[str, int]:
+        """Counts for one queue.
+
+        ``copies`` routed in; ``deliveries`` made; ``processed`` handler completions that
+        committed (duplicates included); ``unique_processed`` distinct messages among them;
+        ``duplicates`` = processed - unique_processed; ``lost`` (at-most-once);
+        ``dead_lettered``; ``acked``; ``redeliveries``; ``pending`` (still queued, in flight
+        or waiting to be retried).
+        """
+        q = self._get_queue(queue, "stats")
+        unique = len(q.unique)
+        return {
+            "copies": q.copies,
+            "deliveries": q.deliveries,
+            "processed": q.processed,
+            "unique_processed": unique,
+            "duplicates": q.processed - unique,
+            "lost": q.lost,
+            "dead_lettered": q.dead_lettered,
+            "acked": q.acked,
+            "redeliveries": q.redeliveries,
+            "pending": len(q.ready) + q.inflight + q.waiting,
+        }
+
+    def effects(self, name: str | None = None) -> list[Effect]:
+        """Side effects recorded by handlers (all, or those called ``name``), in commit order."""
+        if name is None:
+            return list(self._effects)
+        return [e for e in self._effects if e.name == name]
+
+    def dead_letters(self, queue: str) -> list[Message]:
+        """Copies of ``queue`` that ran out of deliveries, in the order they were set aside."""
+        return list(self._get_queue(queue, "dead_letters").dead_letters)
+
+    def __repr__(self) -> str:
+        return (f"<Broker seed={self.seed} t={self.now:g} topics={self.topics} queues={self.queues} "
+                f"workers={self.workers} events={len(self._events)}>")
+
+    # ------------------------------------------------------------------ helpers
+
+    def _draw(self, chance: Any, msg: Message) -> bool:
+        if callable(chance):
+            return bool(chance(msg))
+        if chance >= 1:
+            return True
+        return self.rng.random() < chance
+
+    def _check_new_name(self, name: object, what: str) -> None:
+        if not isinstance(name, str) or not name.strip():
+            raise EvbrokerError(f"{what} name must be a non-empty string such as 'billing' (got {name!r})")
+        if name in self._actors:
+            raise EvbrokerError(
+                f"{what} name {name!r} is already used by a {self._actors[name]}; names are shared by "
+                f"topics, queues and workers, so pick another, e.g. {name + '-2'!r}"
+            )
+
+    def _check_topic(self, topic: object, where: str) -> None:
+        if topic not in self._topics:
+            hint = (f"; {topic!r} is a queue, and queues bind to topics" if topic in self._queues
+                    else did_you_mean(topic, self._topics))
+            raise EvbrokerError(
+                f"{where}: no topic named {topic!r}{hint}. Topics: {', '.join(self._topics) or '(none yet)'}; "
+                f"declare it first with b.topic({topic!r})"
+            )
+
+    def _check_destination(self, dest: object, where: str) -> None:
+        if dest in self._topics or dest in self._queues:
+            return
+        known = [*self._topics, *self._queues]
+        raise EvbrokerError(
+            f"{where}: no topic or queue named {dest!r}{did_you_mean(dest, known)}. "
+            f"Known: {', '.join(known) or '(none yet)'}; declare it with b.topic(...) or b.queue(...)"
+        )
+
+    def _get_queue(self, name: object, where: str) -> _Queue:
+        q = self._queues.get(name)  # type: ignore[arg-type]
+        if q is None:
+            hint = f"; {name!r} is a topic: workers read from queues bound to it" if name in self._topics else ""
+            raise EvbrokerError(
+                f"{where}: no queue named {name!r}{hint or did_you_mean(name, self._queues)}. "
+                f"Queues: {', '.join(self._queues) or '(none yet)'}; declare it with b.queue({name!r})"
+            )
+        return q
+
+
+def _effect_detail(name: str, data: dict) -> str:
+    return " ".join([name, *(f"{k}={v}" for k, v in data.items())])
+
+
+def _check_arity(fn: Callable, n: int, where: str, shape: str) -> None:
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return
+    try:
+        sig.bind(*([None] * n))
+    except TypeError:
+        raise EvbrokerError(
+            f"{where} must take {n} argument{'s' if n > 1 else ''}: {shape} "
+            f"(got {getattr(fn, '__name__', fn)}{sig})"
+        ) from None
+
+
+def _check_handler(handler: object, where: str) -> None:
+    if not callable(handler):
+        raise EvbrokerError(
+            f"{where}: handler must be a function handler(msg, ctx) (got {handler!r}); "
+            "define def handle(msg, ctx): ... and pass handle, without calling it"
+        )
+    _check_arity(handler, 2, f"{where}: handler", "handler(msg, ctx)")

@@ -1,0 +1,87 @@
+"""Fault injection: what can go wrong between a broker, its consumers and its producers.
+
+Each fault is a probability in [0, 1], drawn from the broker's seeded RNG, or a predicate
+``callable(msg) -> bool`` for a fault that hits exactly the message you choose::
+
+    eb.Faults(crash_before_ack=lambda m: m.id == "m2" and m.attempt == 1)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Union
+
+from evbroker.errors import EvbrokerError, check_positive
+
+if TYPE_CHECKING:
+    from evbroker.core.message import Message
+
+Chance = Union[float, Callable[["Message"], bool]]
+
+_CHANCES = (
+    "crash_before_process",
+    "crash_during_process",
+    "crash_before_ack",
+    "lose_ack",
+    "lose_delivery",
+    "slow",
+    "lose_confirm",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Faults:
+    """What goes wrong, and how often, for a worker (or for a producer's publishes).
+
+    - ``crash_before_process``: the worker dies as the copy arrives, before the handler runs.
+    - ``crash_during_process``: the worker dies halfway through the work: the handler ran (so
+      any plain Python write it made has happened) but its effects are never committed.
+    - ``crash_before_ack``: the work is done and committed, then the worker dies before the
+      ack leaves. The broker cannot know the work happened (RabbitMQ requeues an unacked
+      message when the channel closes; SQS makes it visible again after its timeout).
+    - ``lose_ack``: the ack is sent and lost on the way back.
+    - ``lose_delivery``: the copy never reaches the worker.
+    - ``slow`` / ``slow_by``: processing takes ``slow_by`` longer than usual; past the ack
+      timeout the broker takes the slow worker for a dead one and redelivers.
+    - ``lose_confirm`` / ``retry_after``: a publish reaches the broker but its confirmation
+      is lost, so the producer publishes the same payload and key again ``retry_after``
+      later, under a new message id (what RabbitMQ publisher confirms and Kafka producer
+      retries without idempotence lead to).
+    """
+
+    crash_before_process: Chance = 0.0
+    crash_during_process: Chance = 0.0
+    crash_before_ack: Chance = 0.0
+    lose_ack: Chance = 0.0
+    lose_delivery: Chance = 0.0
+    slow: Chance = 0.0
+    slow_by: float = 5.0
+    lose_confirm: Chance = 0.0
+    retry_after: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name in _CHANCES:
+            value = getattr(self, name)
+            if callable(value):
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+                raise EvbrokerError(
+                    f"Faults({name}=...) must be a probability between 0 and 1 or a predicate "
+                    f"callable(msg) -> bool (got {value!r}); e.g. {name}=0.2 or "
+                    f"{name}=lambda m: m.id == 'm1'"
+                )
+        check_positive("Faults(slow_by=...)", self.slow_by, hint="; it is how much longer a slow worker takes")
+        check_positive("Faults(retry_after=...)", self.retry_after,
+                       hint="; it is how long a producer waits for a confirmation before retrying")
+
+    def active(self) -> list[str]:
+        """Names of the faults that can happen (non-zero probability or a predicate)."""
+        return [f.name for f in fields(self) if f.name in _CHANCES and (callable(getattr(self, f.name))
+                                                                         or getattr(self, f.name) > 0)]
+
+    def __bool__(self) -> bool:
+        return bool(self.active())
+
+
+NO_FAULTS = Faults()

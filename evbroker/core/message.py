@@ -1,0 +1,121 @@
+"""What a handler sees: the message copy it was given, and a context to act through."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from evbroker.errors import EvbrokerError, one_of
+
+if TYPE_CHECKING:
+    from evbroker.core.broker import Broker
+
+REMEMBER_WHEN = ("commit", "start", "after-ack")
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One copy of a message as delivered to a worker.
+
+    ``id`` is the broker's message id ("m1", ...), shared by every copy of one publish;
+    ``topic`` is where it was published (a topic, or a queue for a direct publish);
+    ``queue`` is the queue this copy sits in; ``attempt`` is 1 on the first delivery and
+    goes up by one on each redelivery. ``key`` is the producer's business key, if any.
+    """
+
+    id: str
+    payload: Any
+    key: Any = None
+    topic: str | None = None
+    queue: str | None = None
+    attempt: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Effect:
+    """A side effect a handler recorded with ``ctx.effect(name, **data)`` (a charge, an email)."""
+
+    time: float
+    name: str
+    worker: str
+    queue: str
+    msg: str
+    attempt: int
+    key: Any
+    data: dict = field(default_factory=dict)
+
+    def __getitem__(self, item: str) -> Any:
+        return self.data[item]
+
+
+class Context:
+    """Passed to every handler as ``ctx``: the way a handler changes the world.
+
+    Effects, publications and remembered keys are buffered and committed together when
+    processing completes (``service_time`` later): a worker that crashes before then leaves
+    no trace of its work. That is the "transaction" of a real consumer: its database writes
+    and its outbox commit together, or not at all.
+    """
+
+    __slots__ = ("msg", "worker", "queue", "now", "rng", "_broker", "effects", "publications", "remembered")
+
+    def __init__(self, broker: Broker, msg: Message, worker: str, now: float) -> None:
+        self.msg = msg
+        self.worker = worker
+        self.queue = msg.queue
+        self.now = now
+        self.rng: random.Random = broker.rng
+        self._broker = broker
+        self.effects: list[tuple[str, dict]] = []
+        self.publications: list[tuple[str, Any, Any]] = []
+        self.remembered: list[tuple[Any, str]] = []
+
+    def effect(self, name: str, **data: Any) -> None:
+        """Record a side effect (``ctx.effect("charge", amount=10)``), applied when processing completes."""
+        if not isinstance(name, str) or not name:
+            raise EvbrokerError(f"ctx.effect needs a non-empty name such as 'charge' (got {name!r})")
+        self.effects.append((name, data))
+
+    def publish(self, dest: str, payload: Any, key: Any = None) -> None:
+        """Publish a new message to a topic or queue when processing completes (an outbox)."""
+        self._broker._check_destination(dest, where="ctx.publish")
+        self.publications.append((dest, payload, key))
+
+    def seen(self, key: Any) -> bool:
+        """True if ``key`` was remembered (and committed) by this queue's service before.
+
+        The store belongs to the queue, so every worker of one service shares it, like the
+        service's own database table of processed keys.
+        """
+        return key in self._broker._queues[self.queue].keys
+
+    def remember(self, key: Any, when: str = "commit") -> None:
+        """Record ``key`` in this queue's dedupe store.
+
+        ``when`` says when the record is written:
+
+        - ``"commit"`` (right): atomically with this handler's effects, as a unique key. If the
+          key is already there by then (another delivery of the same work committed first),
+          this whole piece of work is rolled back: no effects, no publications.
+        - ``"start"`` (too early): written now. If the worker dies before the work commits,
+          the key says "done" for work that never happened: the work is lost.
+        - ``"after-ack"`` (too late): written only once the ack has been sent. A crash between
+          the work and the ack leaves no record, so the redelivery does the work again.
+        """
+        if when not in REMEMBER_WHEN:
+            raise one_of("ctx.remember(..., when=...)", when, REMEMBER_WHEN)
+        try:
+            hash(key)
+        except TypeError:
+            raise EvbrokerError(
+                f"ctx.remember needs a hashable key such as a string or a tuple (got {key!r}); "
+                "use e.g. msg.key or msg.payload['order']"
+            ) from None
+        if when == "start":
+            self._broker._queues[self.queue].keys.add(key)
+        else:
+            self.remembered.append((key, when))
+
+    def __repr__(self) -> str:
+        return f"<Context {self.worker} handling {self.msg.id} attempt {self.msg.attempt} at t={self.now:g}>"

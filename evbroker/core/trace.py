@@ -1,0 +1,180 @@
+"""The record of a run: every hop, crash, ack and effect, in the order it happened.
+
+The broker appends to a trace and never reads it back; plots, widgets and checks read it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, NamedTuple, overload
+
+from evbroker.errors import EvbrokerError, did_you_mean
+
+#: Every kind of trace event, with what it means. Views use this for legends and tooltips.
+KINDS: dict[str, str] = {
+    "publish": "a producer (or a handler) published a message",
+    "confirm-lost": "the broker got a publish but the producer never heard the confirmation",
+    "route": "a topic copied the message into a bound queue",
+    "unroutable": "nobody was bound to the topic: the message was dropped",
+    "deliver": "the queue handed a copy to a worker",
+    "delivery-lost": "a delivery never reached the worker",
+    "process": "the worker started processing a copy",
+    "complete": "processing finished and its work was committed",
+    "handler-error": "the handler raised: a processing failure",
+    "effect": "a side effect happened (a charge, an email)",
+    "ack": "the broker received the ack and forgot the copy",
+    "ack-lost": "the worker sent an ack that never arrived",
+    "late-ack": "an ack arrived after the copy had timed out: ignored",
+    "crash": "a worker died",
+    "restart": "a crashed worker came back",
+    "timeout": "no ack within ack_timeout: the broker assumes the worker is dead",
+    "redeliver": "a copy went back to the head of its queue for another attempt",
+    "dedup": "work already done was recognised and skipped (or rolled back)",
+    "lost": "a copy was lost for good (at-most-once)",
+    "dead-letter": "a copy ran out of attempts and was set aside",
+}
+
+
+class TraceEvent(NamedTuple):
+    """One thing that happened at one virtual time.
+
+    ``actor`` is who did it (a producer, topic, queue or worker name); ``to`` is the other end
+    of a hop (a publish's destination, the queue a topic routed into, the worker a copy was
+    delivered to, the queue an ack went back to); ``queue`` is the queue of the copy involved;
+    ``data`` carries an effect's fields.
+    """
+
+    time: float
+    kind: str
+    actor: str
+    msg: str | None = None
+    attempt: int | None = None
+    detail: str = ""
+    to: str | None = None
+    queue: str | None = None
+    data: dict | None = None
+
+
+_COLUMNS = ("time", "kind", "actor", "msg", "attempt", "detail")
+
+
+class Trace(Sequence[TraceEvent]):
+    """A sequence of :class:`TraceEvent` with filters and a plain-text table.
+
+    ``actors`` maps every name in the run to its role ("producer", "topic", "queue" or
+    "worker"), in the order they were declared or first seen.
+    """
+
+    def __init__(self, events: Iterable[TraceEvent] = (), actors: dict[str, str] | None = None) -> None:
+        self._events: list[TraceEvent] = list(events)
+        self.actors: dict[str, str] = actors if actors is not None else {}
+
+    @overload
+    def __getitem__(self, index: int) -> TraceEvent: ...
+    @overload
+    def __getitem__(self, index: slice) -> Trace: ...
+    def __getitem__(self, index):  # type: ignore[no-untyped-def]
+        if isinstance(index, slice):
+            return Trace(self._events[index], self.actors)
+        return self._events[index]
+
+    def __len__(self) -> int:
+        return len(self._events)
+
+    def __iter__(self) -> Iterator[TraceEvent]:
+        return iter(self._events)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Trace):
+            return self._events == other._events
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def where(
+        self,
+        kind: str | Iterable[str] | None = None,
+        actor: str | Iterable[str] | None = None,
+        msg: str | Iterable[str] | None = None,
+    ) -> Trace:
+        """Events matching every given filter; each filter is one value or several.
+
+        >>> b.trace.where(kind="effect", msg="m1")        # doctest: +SKIP
+        """
+        kinds = _as_set(kind)
+        if kinds:
+            for k in kinds:
+                if k not in KINDS:
+                    raise EvbrokerError(
+                        f"trace.where(kind=...) got unknown kind {k!r}{did_you_mean(k, KINDS)}; "
+                        f"kinds are {', '.join(KINDS)}"
+                    )
+        actors, msgs = _as_set(actor), _as_set(msg)
+        if actors:
+            unknown = [a for a in actors if a not in self.actors]
+            if unknown and self.actors:
+                a = unknown[0]
+                raise EvbrokerError(
+                    f"trace.where(actor=...) got {a!r}, which is not in this run{did_you_mean(a, self.actors)}; "
+                    f"actors are {', '.join(self.actors)}"
+                )
+        return Trace(
+            (
+                e
+                for e in self._events
+                if (not kinds or e.kind in kinds)
+                and (not actors or e.actor in actors)
+                and (not msgs or e.msg in msgs)
+            ),
+            self.actors,
+        )
+
+    def kinds(self) -> list[str]:
+        """The kinds present in this trace, in first-seen order."""
+        return list(dict.fromkeys(e.kind for e in self._events))
+
+    def to_records(self) -> list[dict[str, Any]]:
+        """Every event as a plain dict (for pandas, JSON or a test)."""
+        return [e._asdict() for e in self._events]
+
+    def table(self, limit: int | None = None) -> str:
+        """A plain-text table of the events (time, kind, actor, msg, attempt, detail)."""
+        events = self._events if limit is None else self._events[:limit]
+        rows = [_COLUMNS] + [
+            (
+                f"{e.time:g}",
+                e.kind,
+                e.actor,
+                e.msg or "",
+                "" if e.attempt is None else str(e.attempt),
+                _detail(e),
+            )
+            for e in events
+        ]
+        widths = [max(len(r[i]) for r in rows) for i in range(len(_COLUMNS) - 1)]
+        lines = ["  ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1] for r in rows]
+        if limit is not None and len(self._events) > limit:
+            lines.append(f"... {len(self._events) - limit} more events")
+        return "\n".join(line.rstrip() for line in lines)
+
+    def __repr__(self) -> str:
+        if not self._events:
+            return "<Trace: no events yet; call b.run()>"
+        return self.table(limit=40)
+
+
+def _detail(e: TraceEvent) -> str:
+    parts = []
+    if e.to is not None:
+        parts.append(f"-> {e.to}")
+    if e.detail:
+        parts.append(e.detail)
+    return " ".join(parts)
+
+
+def _as_set(value: str | Iterable[str] | None) -> set[str]:
+    if value is None:
+        return set()
+    if isinstance(value, str):
+        return {value}
+    return set(value)
