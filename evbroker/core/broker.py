@@ -190,8 +190,11 @@ class Broker:
         self._check_new_name(name, "queue")
         if guarantee not in GUARANTEES:
             raise one_of("guarantee", guarantee, GUARANTEES)
-        check_positive(f"queue {name!r}: ack_timeout", ack_timeout,
-                       hint="; it is how long the broker waits for an ack before redelivering")
+        check_positive(
+            f"queue {name!r}: ack_timeout",
+            ack_timeout,
+            hint="; it is how long the broker waits for an ack before redelivering",
+        )
         if max_deliveries is not None and (
             isinstance(max_deliveries, bool) or not isinstance(max_deliveries, int) or max_deliveries < 1
         ):
@@ -200,8 +203,11 @@ class Broker:
                 f"(got {max_deliveries!r}); e.g. max_deliveries=3"
             )
         check_positive(f"queue {name!r}: retry_delay", retry_delay, allow_zero=True)
-        check_positive(f"queue {name!r}: retry_backoff", retry_backoff,
-                       hint="; 1 keeps the delay fixed, 2 doubles it after each failure")
+        check_positive(
+            f"queue {name!r}: retry_backoff",
+            retry_backoff,
+            hint="; 1 keeps the delay fixed, 2 doubles it after each failure",
+        )
         topics = [] if bind is None else [bind] if isinstance(bind, str) else list(bind)
         for t in topics:
             self._check_topic(t, f"queue {name!r}: bind")
@@ -211,8 +217,9 @@ class Broker:
                 f"{did_you_mean(dead_letter, self._queues)}; declare it first with "
                 f"b.queue({dead_letter!r})"
             )
-        q = _Queue(name, guarantee, float(ack_timeout), max_deliveries, dead_letter,
-                   float(retry_delay), float(retry_backoff))
+        q = _Queue(
+            name, guarantee, float(ack_timeout), max_deliveries, dead_letter, float(retry_delay), float(retry_backoff)
+        )
         self._queues[name] = q
         self._actors[name] = "queue"
         for t in dict.fromkeys(topics):
@@ -249,14 +256,16 @@ class Broker:
         if callable(service_time):
             _check_arity(service_time, 1, f"worker {queue!r}: service_time", "service_time(msg) -> float")
         else:
-            check_positive(f"worker {queue!r}: service_time", service_time,
-                           hint="; it is how long one message takes to process")
+            check_positive(
+                f"worker {queue!r}: service_time", service_time, hint="; it is how long one message takes to process"
+            )
         if faults is None:
             faults = NO_FAULTS
         elif not isinstance(faults, Faults):
             raise EvbrokerError(f"worker {queue!r}: faults must be eb.Faults(...) or None (got {faults!r})")
-        check_positive(f"worker {queue!r}: restart_after", restart_after,
-                       hint="; it is how long a crashed worker stays down")
+        check_positive(
+            f"worker {queue!r}: restart_after", restart_after, hint="; it is how long a crashed worker stays down"
+        )
         if name is not None and (not isinstance(name, str) or not name):
             raise EvbrokerError(f"worker {queue!r}: name must be a non-empty string (got {name!r})")
         names = []
@@ -289,13 +298,16 @@ class Broker:
             targets = [self._workers[worker]]
         else:
             raise EvbrokerError(
-                f"outage: {worker!r} is neither a worker nor a queue{did_you_mean(worker, [*self._workers, *self._queues])}; "
+                f"outage: {worker!r} is neither a worker nor a queue"
+                f"{did_you_mean(worker, [*self._workers, *self._queues])}; "
                 f"workers are {', '.join(self._workers) or '(none yet)'}"
             )
         check_positive("outage: start", start, allow_zero=True)
         check_positive("outage: end", end)
         if start < self.now:
-            raise EvbrokerError(f"outage: start={start!r} is in the past (now is {self.now:g}); use start >= {self.now:g}")
+            raise EvbrokerError(
+                f"outage: start={start!r} is in the past (now is {self.now:g}); use start >= {self.now:g}"
+            )
         if end <= start:
             raise EvbrokerError(f"outage: end={end!r} must be after start={start!r}")
         for w in targets:
@@ -342,8 +354,9 @@ class Broker:
         self._next_id += 1
         return f"m{self._next_id}"
 
-    def _do_publish(self, mid: str, dest: str, payload: Any, key: Any, by: str,
-                    faults: Faults, retry: int, retry_of: str | None) -> None:
+    def _do_publish(
+        self, mid: str, dest: str, payload: Any, key: Any, by: str, faults: Faults, retry: int, retry_of: str | None
+    ) -> None:
         now = self._clock.now
         if by not in self._actors:
             self._actors[by] = "producer"
@@ -361,10 +374,24 @@ class Broker:
         if faults.lose_confirm and retry < MAX_PUBLISH_RETRIES:
             probe = Message(mid, payload, key, dest, None, retry + 1)
             if self._draw(faults.lose_confirm, probe):
-                self._events.append(TraceEvent(now, "confirm-lost", by, mid, None,
-                                               f"will publish again in {faults.retry_after:g}", dest))
-                self._clock.at(now + faults.retry_after, PUBLISH, self._do_publish, self._new_id(),
-                               dest, payload, key, by, faults, retry + 1, mid)
+                self._events.append(
+                    TraceEvent(
+                        now, "confirm-lost", by, mid, None, f"will publish again in {faults.retry_after:g}", dest
+                    )
+                )
+                self._clock.at(
+                    now + faults.retry_after,
+                    PUBLISH,
+                    self._do_publish,
+                    self._new_id(),
+                    dest,
+                    payload,
+                    key,
+                    by,
+                    faults,
+                    retry + 1,
+                    mid,
+                )
 
     def _enqueue(self, mid: str, payload: Any, key: Any, topic: str, q: _Queue) -> None:
         q.copies += 1
@@ -411,8 +438,9 @@ class Broker:
         f = w.faults
         if f is not NO_FAULTS:
             if f.lose_delivery and self._draw(f.lose_delivery, msg):
-                self._events.append(TraceEvent(now, "delivery-lost", q.name, c.id, c.attempt,
-                                               "the worker never got it", w.name, q.name))
+                self._events.append(
+                    TraceEvent(now, "delivery-lost", q.name, c.id, c.attempt, "the worker never got it", w.name, q.name)
+                )
                 if at_most_once:
                     self._lose(c, "delivery lost")
                 return
@@ -422,8 +450,18 @@ class Broker:
                     self._lose(c, "worker crashed before processing")
                 return
         if q.guarantee == "exactly-once" and c.id in q.ids:
-            self._events.append(TraceEvent(now, "dedup", w.name, c.id, c.attempt,
-                                           "already processed: acked without running the handler", None, q.name))
+            self._events.append(
+                TraceEvent(
+                    now,
+                    "dedup",
+                    w.name,
+                    c.id,
+                    c.attempt,
+                    "already processed: acked without running the handler",
+                    None,
+                    q.name,
+                )
+            )
             self._ack(c, w, c.token, msg)
             return
         w.state = "busy"
@@ -453,11 +491,15 @@ class Broker:
         if not callable(st):
             return st  # type: ignore[return-value]
         value = st(msg)
-        return check_positive(f"worker {w.name!r}: service_time({msg.id}) returned", value,
-                              hint="; the service_time callable must return a positive number")
+        return check_positive(
+            f"worker {w.name!r}: service_time({msg.id}) returned",
+            value,
+            hint="; the service_time callable must return a positive number",
+        )
 
-    def _complete(self, w: _Worker, epoch: int, c: _Copy, token: int, msg: Message,
-                  ctx: Context, error: BaseException | None) -> None:
+    def _complete(
+        self, w: _Worker, epoch: int, c: _Copy, token: int, msg: Message, ctx: Context, error: BaseException | None
+    ) -> None:
         if w.epoch != epoch:  # the worker died before finishing
             return
         q = c.queue
@@ -482,8 +524,9 @@ class Broker:
             return
         if q.guarantee != "at-most-once":
             if f is not NO_FAULTS and f.lose_ack and self._draw(f.lose_ack, msg):
-                self._events.append(TraceEvent(now, "ack-lost", w.name, c.id, c.attempt,
-                                               "the broker never hears it", q.name, q.name))
+                self._events.append(
+                    TraceEvent(now, "ack-lost", w.name, c.id, c.attempt, "the broker never hears it", q.name, q.name)
+                )
             else:
                 self._ack(c, w, token, msg)
         for key, when in ctx.remembered:
@@ -504,13 +547,27 @@ class Broker:
                     conflict = f"key {key!r} was already recorded"
                     break
         if conflict:
-            self._events.append(TraceEvent(now, "dedup", w.name, c.id, c.attempt,
-                                           f"{conflict}: rolled back, nothing applied", None, q.name))
+            self._events.append(
+                TraceEvent(
+                    now, "dedup", w.name, c.id, c.attempt, f"{conflict}: rolled back, nothing applied", None, q.name
+                )
+            )
             return
         for name, data in ctx.effects:
             self._effects.append(Effect(now, name, w.name, q.name, c.id, c.attempt, c.key, data))
-            self._events.append(TraceEvent(now, "effect", w.name, c.id, c.attempt,
-                                           _effect_detail(name, data), None, q.name, {"name": name, **data}))
+            self._events.append(
+                TraceEvent(
+                    now,
+                    "effect",
+                    w.name,
+                    c.id,
+                    c.attempt,
+                    _effect_detail(name, data),
+                    None,
+                    q.name,
+                    {"name": name, **data},
+                )
+            )
         for key, when in ctx.remembered:
             if when == "commit":
                 q.keys.add(key)
@@ -531,8 +588,11 @@ class Broker:
             q.acked += 1
             self._events.append(TraceEvent(now, "ack", w.name, c.id, c.attempt, "", q.name, q.name))
         else:
-            self._events.append(TraceEvent(now, "late-ack", w.name, c.id, c.attempt,
-                                           "this delivery already timed out: ignored", q.name, q.name))
+            self._events.append(
+                TraceEvent(
+                    now, "late-ack", w.name, c.id, c.attempt, "this delivery already timed out: ignored", q.name, q.name
+                )
+            )
 
     def _timeout(self, c: _Copy, token: int) -> None:
         if not c.inflight or c.token != token:
@@ -564,8 +624,11 @@ class Broker:
         q = c.queue
         q.waiting -= 1
         q.redeliveries += 1
-        self._events.append(TraceEvent(self._clock.now, "redeliver", q.name, c.id, c.attempt + 1,
-                                       "back to the head of the queue", None, q.name))
+        self._events.append(
+            TraceEvent(
+                self._clock.now, "redeliver", q.name, c.id, c.attempt + 1, "back to the head of the queue", None, q.name
+            )
+        )
         q.ready.appendleft(c)
         self._dispatch(q)
 
@@ -574,15 +637,17 @@ class Broker:
         q.dead_lettered += 1
         q.dead_letters.append(Message(c.id, c.payload, c.key, c.topic, q.name, c.attempt))
         detail = f"after {c.attempt} deliveries ({reason})"
-        self._events.append(TraceEvent(self._clock.now, "dead-letter", q.name, c.id, c.attempt, detail,
-                                       q.dead_letter, q.name))
+        self._events.append(
+            TraceEvent(self._clock.now, "dead-letter", q.name, c.id, c.attempt, detail, q.dead_letter, q.name)
+        )
         if q.dead_letter is not None:
             self._enqueue(c.id, c.payload, c.key, q.name, self._queues[q.dead_letter])
 
     def _lose(self, c: _Copy, reason: str) -> None:
         c.queue.lost += 1
-        self._events.append(TraceEvent(self._clock.now, "lost", c.queue.name, c.id, c.attempt,
-                                       reason, None, c.queue.name))
+        self._events.append(
+            TraceEvent(self._clock.now, "lost", c.queue.name, c.id, c.attempt, reason, None, c.queue.name)
+        )
 
     # ------------------------------------------------------------------ crashes
 
@@ -591,8 +656,9 @@ class Broker:
         w.state = "down"
         w.epoch += 1
         w.current = None
-        self._events.append(TraceEvent(now, "crash", w.name, c.id if c else None, c.attempt if c else None,
-                                       why, None, w.queue.name))
+        self._events.append(
+            TraceEvent(now, "crash", w.name, c.id if c else None, c.attempt if c else None, why, None, w.queue.name)
+        )
         self._clock.at(now + w.restart_after, RESTART, self._restart, w, w.epoch)
 
     def _crash_midway(self, w: _Worker, epoch: int, c: _Copy) -> None:
@@ -633,7 +699,9 @@ class Broker:
         if until is not None:
             check_positive("run: until", until, allow_zero=True)
             if until < clock.now:
-                raise EvbrokerError(f"run: until={until!r} is in the past (now is {clock.now:g}); use until >= {clock.now:g}")
+                raise EvbrokerError(
+                    f"run: until={until!r} is in the past (now is {clock.now:g}); use until >= {clock.now:g}"
+                )
         budget = self.max_events
         heap = clock._heap
         while heap:
@@ -687,8 +755,10 @@ class Broker:
         return list(self._get_queue(queue, "dead_letters").dead_letters)
 
     def __repr__(self) -> str:
-        return (f"<Broker seed={self.seed} t={self.now:g} topics={self.topics} queues={self.queues} "
-                f"workers={self.workers} events={len(self._events)}>")
+        return (
+            f"<Broker seed={self.seed} t={self.now:g} topics={self.topics} queues={self.queues} "
+            f"workers={self.workers} events={len(self._events)}>"
+        )
 
     # ------------------------------------------------------------------ helpers
 
@@ -710,8 +780,11 @@ class Broker:
 
     def _check_topic(self, topic: object, where: str) -> None:
         if topic not in self._topics:
-            hint = (f"; {topic!r} is a queue, and queues bind to topics" if topic in self._queues
-                    else did_you_mean(topic, self._topics))
+            hint = (
+                f"; {topic!r} is a queue, and queues bind to topics"
+                if topic in self._queues
+                else did_you_mean(topic, self._topics)
+            )
             raise EvbrokerError(
                 f"{where}: no topic named {topic!r}{hint}. Topics: {', '.join(self._topics) or '(none yet)'}; "
                 f"declare it first with b.topic({topic!r})"
@@ -750,8 +823,7 @@ def _check_arity(fn: Callable, n: int, where: str, shape: str) -> None:
         sig.bind(*([None] * n))
     except TypeError:
         raise EvbrokerError(
-            f"{where} must take {n} argument{'s' if n > 1 else ''}: {shape} "
-            f"(got {getattr(fn, '__name__', fn)}{sig})"
+            f"{where} must take {n} argument{'s' if n > 1 else ''}: {shape} (got {getattr(fn, '__name__', fn)}{sig})"
         ) from None
 
 

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING, Union
+from typing import TYPE_CHECKING
 
 from evbroker.errors import EvbrokerError, check_positive
 
 if TYPE_CHECKING:
     from evbroker.core.message import Message
 
-Chance = Union[float, Callable[["Message"], bool]]
+Chance = float | Callable[["Message"], bool]
 
 _CHANCES = (
     "crash_before_process",
@@ -72,13 +72,19 @@ class Faults:
                     f"{name}=lambda m: m.id == 'm1'"
                 )
         check_positive("Faults(slow_by=...)", self.slow_by, hint="; it is how much longer a slow worker takes")
-        check_positive("Faults(retry_after=...)", self.retry_after,
-                       hint="; it is how long a producer waits for a confirmation before retrying")
+        check_positive(
+            "Faults(retry_after=...)",
+            self.retry_after,
+            hint="; it is how long a producer waits for a confirmation before retrying",
+        )
 
     def active(self) -> list[str]:
         """Names of the faults that can happen (non-zero probability or a predicate)."""
-        return [f.name for f in fields(self) if f.name in _CHANCES and (callable(getattr(self, f.name))
-                                                                         or getattr(self, f.name) > 0)]
+        return [
+            f.name
+            for f in fields(self)
+            if f.name in _CHANCES and (callable(getattr(self, f.name)) or getattr(self, f.name) > 0)
+        ]
 
     def __bool__(self) -> bool:
         return bool(self.active())

@@ -122,9 +122,7 @@ class Trace(Sequence[TraceEvent]):
             (
                 e
                 for e in self._events
-                if (not kinds or e.kind in kinds)
-                and (not actors or e.actor in actors)
-                and (not msgs or e.msg in msgs)
+                if (not kinds or e.kind in kinds) and (not actors or e.actor in actors) and (not msgs or e.msg in msgs)
             ),
             self.actors,
         )
