@@ -1,0 +1,178 @@
+"""Browser tests: the kit as a learner sees it, in JupyterLab driven by a real Chromium.
+
+Headless widget tests cannot see a widget that shows "Error displaying widget", a plot that never
+appears, or a toggle that does nothing in JupyterLab. These tests open every lesson in a live
+JupyterLab, run all its cells, and look at the page.
+
+Running them
+------------
+    .venv/bin/pytest tests/browser -m browser -v        # just these (about 10 s set-up + a few s per notebook)
+    make test                                           # everything, these included
+
+They need Debian's Chromium (``sudo apt-get install chromium chromium-driver``; ``.ci/run`` installs
+it) and Playwright for Python (in the test extra). Playwright drives the system Chromium through
+``executable_path``; ``playwright install`` is never needed. Set ``EVBROKER_CHROMIUM`` to use
+another Chromium or Chrome binary. Without a browser the tests skip with that advice, except in CI
+(``CI=true``), where a missing browser is a failure: CI must run them.
+
+What happens
+------------
+* One JupyterLab server for the whole session (``lab_server``), started from this environment
+  (``sys.executable -m jupyter lab``) on 127.0.0.1 with a free port and a random token. It serves a
+  temporary COPY of ``notebooks/``, ``exercises/`` and ``solutions/`` (``lab_root``), so running cells
+  never touches committed notebooks, and it uses throwaway Jupyter config/data/runtime/settings
+  directories. The kernel is this environment's Python, with this checkout's ``evbroker`` first on
+  its path; ``MPLBACKEND`` from the test process is not passed on, so plots use the inline backend.
+* One Chromium and one browser context for the session (``browser``, ``browser_context``); each
+  notebook opens in a new tab with a fresh JupyterLab workspace (``open_notebook``), and the
+  test's kernels are shut down when it ends.
+* The server is always stopped: kernels shut down, the process group terminated (SIGKILL if it
+  lingers), kernels that outlived it killed; also on failure, Ctrl-C, and (Linux) if pytest itself
+  is killed.
+
+Reading a failure
+-----------------
+``notebook_page.problems()`` lists what a learner would trip over, one sentence per problem (cell
+number, first line of the cell, what was wrong). Screenshots of every lesson after running are in
+``artifacts/screenshots/<notebook>.png`` (git-ignored); the JupyterLab server log is printed on
+start-up failures. ``EVBROKER_BROWSER_TIMEOUT`` (seconds, default 120) bounds each notebook's run.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .lab_server import REPO, LabServer, start_lab_server
+from .notebook_page import NotebookPage
+
+INSTALL_HINT = "sudo apt-get install chromium chromium-driver"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    # Without these Chromium keeps trying to reach Google's services and stalls on a closed network.
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SERVED_FOLDERS = ("notebooks", "exercises", "solutions")
+SCREENSHOTS = REPO / "artifacts" / "screenshots"
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in ("true", "1")
+
+
+def find_chromium() -> str | None:
+    """The Chromium binary to drive: $EVBROKER_CHROMIUM, then chromium on PATH, then Debian's path."""
+    override = os.environ.get("EVBROKER_CHROMIUM")
+    if override:
+        return override if Path(override).exists() else None
+    for candidate in (shutil.which("chromium"), shutil.which("chromium-browser"), "/usr/bin/chromium"):
+        if candidate and Path(candidate).exists():
+            return candidate
+    return None
+
+
+def _unavailable(reason: str) -> None:
+    """Skip outside CI; fail in CI, where the browser tests must run."""
+    if in_ci():
+        pytest.fail(f"{reason}. CI=true, so the browser tests must run: install it ({INSTALL_HINT}).")
+    pytest.skip(f"{reason}; install it with `{INSTALL_HINT}` to run the browser tests")
+
+
+@pytest.fixture(scope="session")
+def chromium_executable() -> str:
+    path = find_chromium()
+    if path is None:
+        _unavailable("Chromium was not found (looked for chromium, chromium-browser, /usr/bin/chromium)")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        _unavailable("Playwright for Python is not installed (pip install -e '.[test]')")
+    return path
+
+
+@pytest.fixture(scope="session")
+def lab_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A temporary copy of the notebooks JupyterLab serves; running cells never touches the originals."""
+    root = tmp_path_factory.mktemp("lab-root")
+    for folder in SERVED_FOLDERS:
+        source = REPO / folder
+        if source.is_dir():
+            shutil.copytree(source, root / folder, ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
+    return root
+
+
+@pytest.fixture(scope="session")
+def lab_server(
+    chromium_executable: str, lab_root: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LabServer]:
+    """One JupyterLab for the session, always stopped at the end."""
+    # Build matplotlib's font cache here, not in the first kernel (where it would print a warning).
+    import matplotlib.font_manager  # noqa: F401
+
+    server = start_lab_server(lab_root, tmp_path_factory.mktemp("jupyter"))
+    atexit.register(server.stop)  # a second line of defence; stop() is idempotent
+    try:
+        yield server
+    finally:
+        server.stop()
+        atexit.unregister(server.stop)
+
+
+@pytest.fixture(scope="session")
+def browser(chromium_executable: str) -> Iterator[Any]:
+    """One headless Chromium for the session."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=chromium_executable, args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture(scope="session")
+def browser_context(browser: Any) -> Iterator[Any]:
+    """One browser context for the session, so JupyterLab's scripts are cached after the first page."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(30_000)
+    try:
+        yield context
+    finally:
+        context.close()
+
+
+@pytest.fixture
+def open_notebook(browser_context: Any, lab_server: LabServer) -> Iterator[Callable[[str | Path], NotebookPage]]:
+    """`open_notebook("notebooks/04_x.ipynb")` -> a NotebookPage: a new tab, fresh workspace, kernel idle."""
+    pages = []
+
+    def open_(path: str | Path) -> NotebookPage:
+        page = browser_context.new_page()
+        pages.append(page)
+        return NotebookPage(page, lab_server, Path(path).as_posix()).open()
+
+    try:
+        yield open_
+    finally:
+        for page in pages:
+            page.close()
+        lab_server.shutdown_kernels()
+
+
+@pytest.fixture(scope="session")
+def screenshots() -> Path:
+    """artifacts/screenshots/ (git-ignored), where each lesson's picture goes."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    return SCREENSHOTS

@@ -1,0 +1,33 @@
+"""The repository's notebooks as the browser tests see them: which exist, and what was committed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .lab_server import REPO
+
+
+def lesson_notebooks() -> list[Path]:
+    """The numbered lessons, notebooks/NN_*.ipynb, relative to the repository (empty before any exist)."""
+    return _numbered("notebooks")
+
+
+def exercise_notebooks() -> list[Path]:
+    """The numbered exercises, exercises/NN_*.ipynb, relative to the repository."""
+    return _numbered("exercises")
+
+
+def find_notebook(folder: str, number: str) -> Path | None:
+    """`find_notebook("notebooks", "04")` -> notebooks/04_<title>.ipynb, or None while it does not exist."""
+    matches = sorted((REPO / folder).glob(f"{number}_*.ipynb"))
+    return matches[0].relative_to(REPO) if matches else None
+
+
+def read_committed(path: str | Path) -> dict:
+    """The notebook as committed in the repository (nbformat JSON as a dict)."""
+    return json.loads((REPO / path).read_text(encoding="utf-8"))
+
+
+def _numbered(folder: str) -> list[Path]:
+    return sorted(p.relative_to(REPO) for p in (REPO / folder).glob("[0-9][0-9]_*.ipynb"))
