@@ -1,0 +1,61 @@
+"""Checks for the exercise notebooks, and the tools that run them.
+
+In an exercise notebook (learner side)::
+
+    from evbroker.grading import check
+    check("02-stacked-topology", build_topology)   # prints "✔ ... 3/3 points" or raises CheckFailed
+
+In ``evbroker/grading/checks_NN.py`` (check authors)::
+
+    from evbroker.grading import CheckFailed, register, trials, expect_equal
+
+    @register("02-stacked-topology", points=3, title="stacked topology")
+    def _(build_topology): ...
+
+From a terminal: ``python -m evbroker.grading check exercises/02_x.ipynb`` (self-check) and
+``python -m evbroker.grading grade FOLDER --out DIR`` (classroom grader). Those load nbclient
+only when used, so importing this package in a notebook stays light.
+"""
+
+from __future__ import annotations
+
+from evbroker.grading.authoring import (
+    Trial,
+    call_answer,
+    expect,
+    expect_answered,
+    expect_callable,
+    expect_close,
+    expect_equal,
+    expect_number,
+    trials,
+)
+from evbroker.grading.friendly import install_friendly_errors
+from evbroker.grading.outcome import CheckFailed, NotAnswered, Result
+from evbroker.grading.registry import Check, get_check, load_checks, register, registered
+from evbroker.grading.scoring import check, score
+
+__all__ = [
+    "Check",
+    "CheckFailed",
+    "NotAnswered",
+    "Result",
+    "Trial",
+    "call_answer",
+    "check",
+    "expect",
+    "expect_answered",
+    "expect_callable",
+    "expect_close",
+    "expect_equal",
+    "expect_number",
+    "get_check",
+    "install_friendly_errors",
+    "load_checks",
+    "register",
+    "registered",
+    "score",
+    "trials",
+]
+
+install_friendly_errors()

@@ -1,0 +1,98 @@
+"""Run a notebook in its own kernel, cell by cell, with a per-cell and a total time limit.
+
+Unlike a lesson build, a run here never stops at an error: a failing check is an answer to
+record, not a broken notebook. A cell that runs past its limit is interrupted and the run goes
+on; a dead kernel or the total limit stops the run, and the cells left are marked "not-run".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nbformat import NotebookNode
+
+from evbroker.build import kernel_env, notebook_client
+
+OK, ERROR, TIMEOUT, NOT_RUN = "ok", "error", "timeout", "not-run"
+KERNEL_DIED, TOTAL_TIMEOUT, KERNEL_FAILED = "kernel-died", "timeout", "kernel-failed"
+
+
+@dataclass
+class CellRun:
+    """How one code cell went: ``status`` is "ok", "error", "timeout" or "not-run"."""
+
+    index: int
+    status: str = NOT_RUN
+    ename: str = ""
+    evalue: str = ""
+    stdout: str = ""
+    headline: str = ""  # the first line IPython showed for an error (a check's "✘ ..." line)
+
+
+@dataclass
+class NotebookRun:
+    """A whole run: per-cell results, and ``status`` "ok", "kernel-died", "timeout" or "kernel-failed"."""
+
+    cells: dict[int, CellRun] = field(default_factory=dict)
+    status: str = "ok"
+    detail: str = ""
+    seconds: float = 0.0
+
+
+def run_notebook(nb: NotebookNode, cwd: Path, *, cell_timeout: float = 60, timeout: float = 600) -> NotebookRun:
+    """Execute every code cell of ``nb`` (in place: outputs are written into it) and report."""
+    start = time.monotonic()
+    run = asyncio.run(_run(nb, Path(cwd), cell_timeout, timeout))
+    run.seconds = time.monotonic() - start
+    return run
+
+
+async def _run(nb: NotebookNode, cwd: Path, cell_timeout: float, timeout: float) -> NotebookRun:
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError
+
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+    run = NotebookRun({i: CellRun(i) for i, c in enumerate(nb.cells) if c.cell_type == "code" and c.source.strip()})
+    client = notebook_client(nb, cwd, allow_errors=True, timeout=cell_timeout, shutdown_kernel="immediate")
+    deadline = time.monotonic() + timeout
+    try:
+        async with client.async_setup_kernel(env=kernel_env("agg")):
+            for count, (index, cell_run) in enumerate(run.cells.items(), start=1):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    run.status, run.detail = TOTAL_TIMEOUT, f"the notebook ran longer than {timeout:g} s in total"
+                    break
+                client.timeout = max(1, round(min(cell_timeout, remaining)))
+                try:
+                    await client.async_execute_cell(nb.cells[index], index, execution_count=count)
+                except CellTimeoutError:
+                    cell_run.status = TIMEOUT
+                    cell_run.evalue = f"stopped after {client.timeout:g} s"
+                    await client.km.interrupt_kernel()
+                    continue
+                except DeadKernelError:
+                    cell_run.status = ERROR
+                    cell_run.ename, cell_run.evalue = "DeadKernelError", "the kernel died while running this cell"
+                    run.status, run.detail = KERNEL_DIED, f"the kernel died while running cell {index + 1}"
+                    break
+                _record(cell_run, nb.cells[index])
+    except Exception as exc:  # the kernel could not start, or the connection broke
+        if run.status == "ok":
+            run.status, run.detail = KERNEL_FAILED, f"{type(exc).__name__}: {exc}"
+    return run
+
+
+def _record(cell_run: CellRun, cell: NotebookNode) -> None:
+    cell_run.status = OK
+    stdout = []
+    for out in cell.get("outputs", []):
+        if out.get("output_type") == "error":
+            cell_run.status, cell_run.ename, cell_run.evalue = ERROR, out.get("ename", ""), out.get("evalue", "")
+            cell_run.headline = next(iter(out.get("traceback") or []), "")
+        elif out.get("output_type") == "stream" and out.get("name") == "stdout":
+            stdout.append(out.get("text", ""))
+    cell_run.stdout = "".join(stdout)
