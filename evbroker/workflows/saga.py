@@ -1,0 +1,420 @@
+"""Orchestration: a saga declared once as ordered steps, driven by one orchestrator.
+
+>>> trip = Saga("trip-saga", steps=[
+...     Step("flight", airline, command="book", compensate="cancel"),
+...     Step("hotel", hotels, command="book", compensate="cancel"),
+... ])                                                           # doctest: +SKIP
+>>> trip.install(b); trip.start(b, "trip-1", {"who": "ada"}); b.run()   # doctest: +SKIP
+>>> print(trip.table(b))                                         # doctest: +SKIP
+
+How the orchestrator works, all on the public broker API:
+
+- It is a worker on its own queue (named after the saga). That queue receives the starts
+  (from the ``starts_on`` topic, or :meth:`Saga.start`), the services' :class:`Reply`
+  messages (request-reply: every :class:`Command` names it as ``reply_to``), and, when the
+  saga is installed with ``attempts=N``, the commands the services gave up on (their queues
+  dead-letter into it, as an SQS redrive policy would).
+- Its state is its **log**: every decision is recorded as a ``"saga"`` effect, committed
+  atomically with the commands it sends (``ctx.effect`` and ``ctx.publish`` commit
+  together). On each message it rebuilds the instance's state by replaying that log, as
+  Temporal replays a workflow's event history. A crash at any point therefore loses nothing
+  and repeats nothing: before the commit there is no log entry and no command; after it,
+  both.
+- It dedupes replies: a reply is acted on only if its step is the one the log says is
+  running. A duplicate reply (a redelivery, or a retried publish under a new message id),
+  or a late one for a step already given up on, is ignored.
+- On a failed step it runs the compensations of the completed steps, one at a time, in
+  reverse order. A step whose outcome is unclear (its command was dead-lettered: it may or
+  may not have happened) is compensated too, when it has a compensation, because a
+  compensation is safe to run for work that never happened (see
+  :meth:`~evbroker.workflows.Service.handle`). An unclear step that cannot be undone is
+  asked again instead: the service dedupes, so asking twice is safe.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from evbroker.core.faults import Faults
+from evbroker.errors import EvbrokerError, check_positive, did_you_mean
+from evbroker.workflows.service import Command, Reply, Service
+
+if TYPE_CHECKING:
+    from evbroker.core.broker import Broker
+    from evbroker.core.message import Context, Message
+
+#: The name of the effect the orchestrator records its log with.
+LOG = "saga"
+#: What a step can be, as a saga state table shows it.
+STEP_STATUSES = ("-", "running", "done", "failed", "unclear", "undoing", "undone")
+#: How a saga instance ends.
+OUTCOMES = ("completed", "compensated")
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of a saga: ``name``, the :class:`Service` that does it, its ``command``
+    (default: the step's name) and, where the work can be undone, the ``compensate`` command.
+
+    Everything is checked here, at declaration time: the service must be a Service and both
+    commands must be among its commands.
+    """
+
+    name: str
+    service: Service | None = None
+    command: str | None = None
+    compensate: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise EvbrokerError(f"Step needs a name such as 'reserve' (got {self.name!r})")
+        where = f"Step {self.name!r}"
+        if self.service is None:
+            raise EvbrokerError(
+                f"{where} has no service: say which Service does it, e.g. Step({self.name!r}, service=inventory)"
+            )
+        if isinstance(self.service, str):
+            raise EvbrokerError(
+                f"{where}: service={self.service!r} is a name; pass the Service object itself "
+                f"(service={self.service}), so the saga can check its commands now"
+            )
+        if not isinstance(self.service, Service):
+            raise EvbrokerError(f"{where}: service must be an eb.workflows.Service (got {self.service!r})")
+        if self.command is None:
+            object.__setattr__(self, "command", self.name)
+        known = self.service.commands
+        for what, cmd in (("command", self.command), ("compensation", self.compensate)):
+            if cmd is None:
+                continue
+            if cmd not in known:
+                raise EvbrokerError(
+                    f"{where}: {what} {cmd!r} is not a command of service {self.service.name!r}"
+                    f"{did_you_mean(cmd, known)}; its commands are {', '.join(map(repr, known)) or '(none yet)'}. "
+                    f"Declare it first with @{self.service.name}.command({cmd!r})"
+                )
+        if self.compensate is not None and self.compensate == self.command:
+            raise EvbrokerError(
+                f"{where}: compensate={self.compensate!r} is the step's own command; a compensation undoes "
+                "the work, so it is another command (reserve / release, charge / refund)"
+            )
+
+    def describe(self) -> str:
+        """The step in one line, e.g. ``reserve: inventory.reserve, undone by inventory.release``."""
+        svc = self.service.name  # type: ignore[union-attr]
+        text = f"{self.name}: {svc}.{self.command}"
+        return text + (f", undone by {svc}.{self.compensate}" if self.compensate else ", cannot be undone")
+
+
+@dataclass
+class SagaState:
+    """One saga instance as a table row: the status of each step, the current step, the outcome.
+
+    ``steps`` maps each step name to one of ``STEP_STATUSES``; ``reasons`` holds why a step
+    failed or was unclear; ``history`` lists ``(time, step, status, detail)`` in log order.
+    """
+
+    saga: str
+    instance: str
+    steps: dict[str, str]
+    reasons: dict[str, str] = field(default_factory=dict)
+    outcome: str | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    history: list[tuple[float, str | None, str, str]] = field(default_factory=list)
+
+    @property
+    def current(self) -> str | None:
+        """The step whose command (or compensation) is out and not yet answered, if any."""
+        for name, status in self.steps.items():
+            if status in ("running", "undoing"):
+                return name
+        return None
+
+    def cell(self, step: str) -> str:
+        """How one step reads in a table: its status, with the reason when it failed."""
+        status = self.steps.get(step, "-")
+        reason = self.reasons.get(step)
+        return f"{status} ({reason})" if reason and status in ("failed", "unclear") else status
+
+    def apply(self, time: float, step: str | None, status: str, detail: str = "") -> None:
+        """Apply one log entry (this is the whole replay)."""
+        self.history.append((time, step, status, detail))
+        if status == "started":
+            self.started_at = time
+        elif status in OUTCOMES:
+            self.outcome = status
+            self.finished_at = time
+        elif step is not None and status in STEP_STATUSES:
+            self.steps[step] = status
+            if detail and status in ("failed", "unclear"):
+                self.reasons[step] = detail
+
+
+def states_table(states: Iterable[SagaState], steps: Sequence[str], *, label: str = "instance") -> str:
+    """A plain-text table of saga instances: one row each, one column per step, then current and outcome."""
+    header = (label, *steps, "current", "outcome")
+    rows = [header] + [
+        (s.instance, *(s.cell(name) for name in steps), s.current or "-", s.outcome or "running") for s in states
+    ]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
+
+
+class Saga:
+    """A workflow declared once as ordered steps, run by one orchestrator.
+
+    ``name`` is also the name of the orchestrator's queue and of its worker (``name-1``).
+    ``starts_on`` is a topic whose events start an instance (the business key of the event
+    is the instance id; its payload is the instance's data); without it, use :meth:`start`.
+    ``service_time`` is how long the orchestrator takes to decide on one message.
+    """
+
+    def __init__(
+        self, name: str, steps: Sequence[Step], *, starts_on: str | None = None, service_time: float = 0.5
+    ) -> None:
+        if not isinstance(name, str) or not name.strip():
+            raise EvbrokerError(f"Saga needs a name such as 'order-saga' (got {name!r})")
+        if isinstance(steps, (str, Step)) or not isinstance(steps, Sequence) or not steps:
+            raise EvbrokerError(
+                f"Saga {name!r}: steps must be a non-empty list of Step(...) in the order they run (got {steps!r})"
+            )
+        seen: set[str] = set()
+        for i, step in enumerate(steps):
+            if not isinstance(step, Step):
+                raise EvbrokerError(f"Saga {name!r}: steps[{i}] must be a Step(...) (got {step!r})")
+            if step.name in seen:
+                raise EvbrokerError(
+                    f"Saga {name!r}: two steps are named {step.name!r}; step names identify steps in replies and "
+                    f"in the state table, so give each its own, e.g. {step.name + '-2'!r}"
+                )
+            seen.add(step.name)
+        if starts_on is not None and (not isinstance(starts_on, str) or not starts_on.strip()):
+            raise EvbrokerError(f"Saga {name!r}: starts_on must be a topic name such as 'order.placed' or None")
+        check_positive(f"Saga {name!r}: service_time", service_time, hint="; it is how long the orchestrator takes")
+        self.name = name
+        self.steps: tuple[Step, ...] = tuple(steps)
+        self.starts_on = starts_on
+        self.service_time = float(service_time)
+        self._index = {s.name: i for i, s in enumerate(self.steps)}
+
+    @property
+    def step_names(self) -> tuple[str, ...]:
+        return tuple(s.name for s in self.steps)
+
+    @property
+    def services(self) -> tuple[Service, ...]:
+        """The services the saga talks to, in step order, each once."""
+        out: dict[str, Service] = {}
+        for s in self.steps:
+            out.setdefault(s.service.name, s.service)  # type: ignore[union-attr]
+        return tuple(out.values())
+
+    def rules(self) -> dict[str, list[str]]:
+        """Where the workflow is defined: one place, the saga, with every step and the failure rule."""
+        lines = [f"{i}. {s.describe()}" for i, s in enumerate(self.steps, 1)]
+        lines.append("on a failed step: undo the done steps, one at a time, in reverse order")
+        return {self.name: lines}
+
+    # ------------------------------------------------------------------ running
+
+    def install(
+        self,
+        b: Broker,
+        *,
+        faults: Faults | None = None,
+        ack_timeout: float = 3.0,
+        attempts: int | None = None,
+    ) -> None:
+        """Declare the orchestrator and every service not yet on broker ``b``.
+
+        ``faults`` apply to every worker installed here, the orchestrator included: it is a
+        consumer like any other. ``attempts`` is how many deliveries a command gets before
+        its service's queue dead-letters it back to the orchestrator (SQS ``maxReceiveCount``
+        with a redrive policy). ``None`` (the default) retries until the work is acked: every
+        delivery fault is drawn afresh on each delivery, so any fault with probability below
+        1 lets the command through eventually, and no step's outcome is ever unknown. With a
+        number, a step can end "unclear", and the saga compensates it (see the module doc).
+        """
+        if faults is not None and not isinstance(faults, Faults):
+            raise EvbrokerError(f"Saga {self.name!r}: faults must be eb.Faults(...) or None (got {faults!r})")
+        if attempts is not None and (isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1):
+            raise EvbrokerError(
+                f"Saga {self.name!r}: attempts must be None (retry until done) or a whole number >= 1 "
+                f"(got {attempts!r}); e.g. attempts=3"
+            )
+        timeout = check_positive(f"Saga {self.name!r}: ack_timeout", ack_timeout)
+        if timeout <= self.service_time:
+            raise EvbrokerError(
+                f"Saga {self.name!r}: ack_timeout={ack_timeout!r} must be longer than the orchestrator's "
+                f"service_time ({self.service_time:g})"
+            )
+        if self.starts_on is not None and self.starts_on not in b.topics:
+            b.topic(self.starts_on)
+        b.queue(self.name, bind=self.starts_on, ack_timeout=timeout)
+        for svc in self.services:
+            if svc.name not in b.queues:
+                svc.install(
+                    b,
+                    faults=faults,
+                    ack_timeout=timeout,
+                    max_deliveries=attempts,
+                    dead_letter=self.name if attempts is not None else None,
+                )
+
+        def orchestrate(msg: Message, ctx: Context) -> None:
+            self._orchestrate(b, msg, ctx)
+
+        orchestrate.__name__ = f"{self.name}_orchestrator"
+        b.worker(self.name, orchestrate, service_time=self.service_time, faults=faults)
+
+    def start(self, b: Broker, instance: str, data: Any = None, *, at: float | None = None, by: str = "client") -> str:
+        """Start instance ``instance`` with ``data``: published to ``starts_on``, or straight to the saga's queue."""
+        if not isinstance(instance, str) or not instance:
+            raise EvbrokerError(f"Saga {self.name!r}: start needs an instance id such as 'order-1' (got {instance!r})")
+        return b.publish(self.starts_on or self.name, data, at=at, key=instance, by=by)
+
+    def states(self, b: Broker) -> dict[str, SagaState]:
+        """Every instance's state, rebuilt from the orchestrator's committed log, in start order."""
+        out: dict[str, SagaState] = {}
+        for e in b.effects(LOG):
+            d = e.data
+            if d.get("saga") != self.name:
+                continue
+            inst = d["instance"]
+            if inst not in out:
+                out[inst] = self._blank(inst)
+            out[inst].apply(e.time, d.get("step"), d["status"], d.get("detail", ""))
+        return out
+
+    def table(self, b: Broker) -> str:
+        """The state of every instance as a plain-text table (print it)."""
+        return states_table(self.states(b).values(), self.step_names)
+
+    def __repr__(self) -> str:
+        return f"<Saga {self.name!r}: {' -> '.join(self.step_names)}>"
+
+    # ------------------------------------------------------------------ the orchestrator
+
+    def _blank(self, instance: str) -> SagaState:
+        return SagaState(self.name, instance, dict.fromkeys(self.step_names, "-"))
+
+    def _replay(self, b: Broker, instance: str) -> SagaState:
+        state = self._blank(instance)
+        for e in b.effects(LOG):
+            d = e.data
+            if d.get("saga") == self.name and d["instance"] == instance:
+                state.apply(e.time, d.get("step"), d["status"], d.get("detail", ""))
+        return state
+
+    def _orchestrate(self, b: Broker, msg: Message, ctx: Context) -> None:
+        instance = msg.key
+        if not isinstance(instance, str):
+            raise EvbrokerError(
+                f"saga {self.name!r} got {msg.id} without an instance id as its key; start instances with "
+                f"saga.start(b, 'order-1', data) or publish to {self.starts_on or self.name!r} with key='order-1'"
+            )
+        run = _Decision(self, b, msg, ctx, self._replay(b, instance))
+        payload = msg.payload
+        if isinstance(payload, Reply):
+            run.on_reply(payload)
+        elif isinstance(payload, Command):
+            run.on_dead_letter(payload)
+        else:
+            run.on_start(payload)
+
+
+class _Decision:
+    """What the orchestrator does with one message, given the instance's replayed state.
+
+    Every change goes through :meth:`log`, which records it as an effect (committed with the
+    commands sent) and applies it to the local copy of the state at once.
+    """
+
+    def __init__(self, saga: Saga, b: Broker, msg: Message, ctx: Context, state: SagaState) -> None:
+        self.saga, self.b, self.msg, self.ctx, self.state = saga, b, msg, ctx, state
+        self.instance: str = msg.key
+
+    def log(self, step: str | None, status: str, detail: str = "") -> None:
+        data: dict[str, Any] = {"instance": self.instance, "step": step, "status": status}
+        if detail:
+            data["detail"] = detail
+        data["saga"] = self.saga.name
+        self.ctx.effect(LOG, **data)
+        self.state.apply(self.ctx.now, step, status, detail)
+
+    def claim(self, *what: Any) -> None:
+        """Make this decision unique: if another delivery already committed it, this one rolls back."""
+        self.ctx.remember((self.saga.name, self.instance, *what))
+
+    def send(self, i: int, phase: str, data: Any) -> None:
+        step = self.saga.steps[i]
+        name = step.command if phase == "do" else step.compensate
+        cmd = Command(
+            self.saga.name,
+            step.name,
+            name,  # type: ignore[arg-type]
+            phase,
+            self.saga.name,
+            data,
+            compensation=step.compensate if phase == "do" else None,
+            undoes=step.command if phase == "undo" else None,
+        )
+        self.ctx.publish(step.service.name, cmd, key=self.instance)  # type: ignore[union-attr]
+        self.log(step.name, "running" if phase == "do" else "undoing")
+
+    def on_start(self, data: Any) -> None:
+        if self.state.started_at is not None:
+            return  # DEDUPE: this instance has started already (a redelivery or a producer retry)
+        self.claim("start")
+        self.log(None, "started")
+        self.send(0, "do", data)
+
+    def on_reply(self, r: Reply) -> None:
+        if r.saga != self.saga.name or r.step not in self.saga._index:
+            raise EvbrokerError(f"saga {self.saga.name!r} got a reply for {r.saga!r} step {r.step!r}; not one of its")
+        expected = "running" if r.phase == "do" else "undoing"
+        if self.state.steps[r.step] != expected:
+            return  # DEDUPE: a duplicate reply, or a late one for a step already settled: ignore it
+        self.claim(r.step, r.phase)
+        i = self.saga._index[r.step]
+        if r.phase == "undo":
+            self.log(r.step, "undone")
+            self.compensate(i - 1, r.data)
+        elif not r.ok:
+            self.log(r.step, "failed", r.reason)
+            self.compensate(i - 1, r.data)
+        else:
+            self.log(r.step, "done")
+            if i + 1 < len(self.saga.steps):
+                self.send(i + 1, "do", r.data)
+            else:
+                self.log(None, "completed")
+
+    def on_dead_letter(self, cmd: Command) -> None:
+        """A command its service's queue gave up on: the step's outcome is unknown."""
+        expected = "running" if cmd.phase == "do" else "undoing"
+        if cmd.saga != self.saga.name or self.state.steps.get(cmd.step) != expected:
+            return  # the step settled meanwhile (its reply came first): nothing is unclear
+        i = self.saga._index[cmd.step]
+        step = self.saga.steps[i]
+        if cmd.phase == "do" and step.compensate is not None:
+            self.claim(cmd.step, "do")
+            self.log(cmd.step, "unclear", f"{cmd.command} dead-lettered: it may or may not have happened")
+            self.compensate(i, cmd.data)
+            return
+        # It cannot be undone (or it is an undo itself): ask again. The service dedupes, so a
+        # command that did happen is not done twice.
+        self.claim(cmd.step, cmd.phase, "resend", self.msg.id)
+        self.ctx.publish(step.service.name, cmd, key=self.instance)  # type: ignore[union-attr]
+        self.log(cmd.step, "resent", f"{cmd.command} dead-lettered: asked again")
+
+    def compensate(self, start: int, data: Any) -> None:
+        """Undo the latest step at or before ``start`` that is done (or unclear) and can be undone."""
+        for j in range(start, -1, -1):
+            step = self.saga.steps[j]
+            if step.compensate is not None and self.state.steps[step.name] in ("done", "unclear"):
+                self.send(j, "undo", data)
+                return
+        self.log(None, "compensated")
