@@ -38,7 +38,7 @@ def assess(
     try:
         nb = read_notebook(path)
     except Exception as exc:  # invalid JSON, not a notebook, unreadable file
-        note = f"could not read {path.name} as a notebook ({type(exc).__name__}: {_first_line(exc)})"
+        note = f"could not read {path.name}: {_unreadable(exc)}"
         return ungraded(student, name, str(path), graded, "invalid-notebook", note)
     report = NotebookReport(student, name, str(path))
     if source_nb is not None:
@@ -66,6 +66,14 @@ def _add_run(report: NotebookReport, nb: NotebookNode, graded: list[GradedCell],
             report.notes.append(f"cell {index + 1} was {cell_run.evalue} and interrupted")
         elif cell_run.status == ERROR and not is_graded(nb.cells[index]) and cell_run.ename not in UNANSWERED_ERRORS:
             report.cell_errors.append(f"cell {index + 1} raised {cell_run.ename}: {_first_line(cell_run.evalue)}")
+
+
+def _unreadable(exc: Exception) -> str:
+    if isinstance(exc, ValueError) and "JSON" in str(exc):
+        return "it is not valid JSON (cut short, or edited outside Jupyter?)"
+    if isinstance(exc, OSError):
+        return f"{type(exc).__name__}: {exc.strerror or exc}"
+    return f"it is not a valid notebook ({type(exc).__name__}: {_first_line(exc)})"
 
 
 def _first_line(value: object) -> str:

@@ -18,6 +18,7 @@ from evbroker.build import kernel_env, notebook_client
 
 OK, ERROR, TIMEOUT, NOT_RUN = "ok", "error", "timeout", "not-run"
 KERNEL_DIED, TOTAL_TIMEOUT, KERNEL_FAILED = "kernel-died", "timeout", "kernel-failed"
+TIMED_OUT = "CellTimeout"  # the ename nbclient reports for a cell it interrupted
 
 
 @dataclass
@@ -51,13 +52,24 @@ def run_notebook(nb: NotebookNode, cwd: Path, *, cell_timeout: float = 60, timeo
 
 
 async def _run(nb: NotebookNode, cwd: Path, cell_timeout: float, timeout: float) -> NotebookRun:
-    from nbclient.exceptions import CellTimeoutError, DeadKernelError
+    from nbclient.exceptions import DeadKernelError
 
     for cell in nb.cells:
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
     run = NotebookRun({i: CellRun(i) for i, c in enumerate(nb.cells) if c.cell_type == "code" and c.source.strip()})
-    client = notebook_client(nb, cwd, allow_errors=True, timeout=cell_timeout, shutdown_kernel="immediate")
+    replies: dict[int, dict] = {}
+    client = notebook_client(
+        nb,
+        cwd,
+        allow_errors=True,
+        timeout=cell_timeout,
+        iopub_timeout=min(4.0, cell_timeout),
+        interrupt_on_timeout=True,  # then go on with the next cell
+        error_on_timeout={"ename": TIMED_OUT, "evalue": "", "traceback": []},
+        shutdown_kernel="immediate",
+        on_cell_executed=lambda cell, cell_index, execute_reply: replies.update({cell_index: execute_reply}),
+    )
     deadline = time.monotonic() + timeout
     try:
         async with client.async_setup_kernel(env=kernel_env("agg")):
@@ -69,24 +81,25 @@ async def _run(nb: NotebookNode, cwd: Path, cell_timeout: float, timeout: float)
                 client.timeout = max(1, round(min(cell_timeout, remaining)))
                 try:
                     await client.async_execute_cell(nb.cells[index], index, execution_count=count)
-                except CellTimeoutError:
-                    cell_run.status = TIMEOUT
-                    cell_run.evalue = f"stopped after {client.timeout:g} s"
-                    await client.km.interrupt_kernel()
-                    continue
                 except DeadKernelError:
                     cell_run.status = ERROR
                     cell_run.ename, cell_run.evalue = "DeadKernelError", "the kernel died while running this cell"
                     run.status, run.detail = KERNEL_DIED, f"the kernel died while running cell {index + 1}"
                     break
-                _record(cell_run, nb.cells[index])
+                _record(cell_run, nb.cells[index], replies.get(index, {}).get("content", {}), client.timeout)
     except Exception as exc:  # the kernel could not start, or the connection broke
         if run.status == "ok":
             run.status, run.detail = KERNEL_FAILED, f"{type(exc).__name__}: {exc}"
     return run
 
 
-def _record(cell_run: CellRun, cell: NotebookNode) -> None:
+def _record(cell_run: CellRun, cell: NotebookNode, reply: dict, limit: float) -> None:
+    if reply.get("ename") == TIMED_OUT:
+        cell_run.status, cell_run.evalue = TIMEOUT, f"stopped after {limit:g} s"
+        return
+    if reply.get("status") == "aborted":
+        cell_run.status, cell_run.evalue = NOT_RUN, "the kernel skipped it"
+        return
     cell_run.status = OK
     stdout = []
     for out in cell.get("outputs", []):

@@ -52,21 +52,21 @@ def _unanswered_cells(nb: NotebookNode, run: NotebookRun) -> set[int]:
 
 
 def _mark_one(g: GradedCell, index: int | None, run: NotebookRun, unanswered: set[int]) -> Question:
-    title = _title(g.grade_id)
+    name = title(g.grade_id)
     if index is None:
-        return Question(g.grade_id, title, 0, g.points, MISSING, "the graded cell is missing, so it was not graded")
+        return Question(g.grade_id, name, 0, g.points, MISSING, "the graded cell is missing, so it was not graded")
     cell_run = run.cells.get(index)
     if cell_run is None or cell_run.status == NOT_RUN:
-        why = run.detail or "the notebook stopped before this cell"
-        return Question(g.grade_id, title, 0, g.points, NOT_RUN, f"not run: {why}")
+        why = cell_run.evalue if cell_run and cell_run.evalue else run.detail or "the notebook stopped before this cell"
+        return Question(g.grade_id, name, 0, g.points, NOT_RUN, f"not run: {why}")
     if cell_run.status == TIMEOUT:
         message = f"the check was {cell_run.evalue}: does your code loop forever or wait on something?"
-        return Question(g.grade_id, title, 0, g.points, TIMEOUT, message)
+        return Question(g.grade_id, name, 0, g.points, TIMEOUT, message)
     if cell_run.status == ERROR:
         headline = RESULT_LINE.match(cell_run.headline)
-        title = title or (headline["title"] if headline and headline["id"] == g.grade_id else "")
-        return _mark_error(g, title, cell_run.ename, cell_run.evalue, index, unanswered)
-    return _mark_ok(g, title, cell_run.stdout)
+        name = name or (headline["title"] if headline and headline["id"] == g.grade_id else "")
+        return _mark_error(g, name, cell_run.ename, cell_run.evalue, index, unanswered)
+    return _mark_ok(g, name, cell_run.stdout)
 
 
 def _mark_error(g: GradedCell, title: str, ename: str, evalue: str, index: int, unanswered: set[int]) -> Question:
@@ -78,17 +78,18 @@ def _mark_error(g: GradedCell, title: str, ename: str, evalue: str, index: int, 
 
 
 def _mark_ok(g: GradedCell, title: str, stdout: str) -> Question:
-    """A check cell that ran without error: the points it printed, or full points (nbgrader's rule)."""
+    """A check cell that ran without error: the points its result line says (none without one)."""
     for line in stdout.splitlines():
         found = RESULT_LINE.match(line.strip())
         if found and found["id"] == g.grade_id and not line.startswith(FAILED_MARK):
             points = min(float(found["got"]), g.points)
             status = PASSED if points >= g.points else PARTIAL
             return Question(g.grade_id, title or found["title"], points, g.points, status, line.strip())
-    return Question(g.grade_id, title, g.points, g.points, PASSED)
+    return Question(g.grade_id, title, 0, g.points, CRASHED, "the check cell finished without reporting a result")
 
 
-def _title(check_id: str) -> str:
+def title(check_id: str) -> str:
+    """The registered check's title ("" when this process does not know the check)."""
     try:
         return get_check(check_id).title
     except EvbrokerError:

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from evbroker.grading.cells import GradedCell
-from evbroker.grading.marking import Question
+from evbroker.grading.marking import Question, title
 
 #: Statuses of a whole notebook, most serious first.
 STATUSES = (
@@ -60,5 +60,7 @@ def ungraded(
     student: str, notebook: str, path: str, graded: list[GradedCell], status: str, note: str
 ) -> NotebookReport:
     """A report for a submission that could not be run at all: zero for every question."""
-    questions = [Question(g.grade_id, "", 0, g.points, "not-run", note) for g in graded]
+    questions = [
+        Question(g.grade_id, title(g.grade_id), 0, g.points, "not-run", "not graded (see notes)") for g in graded
+    ]
     return NotebookReport(student, notebook, path, questions, [status], [note])

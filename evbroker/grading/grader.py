@@ -1,0 +1,212 @@
+"""The classroom grader: grade a folder of submitted notebooks into a gradebook.
+
+    python -m evbroker.grading grade FOLDER --out DIR [--jobs N] [--cell-timeout S] [--timeout S]
+                                            [--source solutions/]
+    evbroker-grade FOLDER --out DIR ...        (the same, as an installed script)
+
+Each submission (see :mod:`evbroker.grading.submissions` for the folder layouts) runs in its
+own process and its own kernel, after its locked cells are restored from the source solution,
+with a per-cell and a total time limit; several run at once. The output folder gets
+``gradebook.csv``, ``feedback/<student>.md`` and ``reports/<student>/<notebook>.json``; the
+gradebook is rewritten after every notebook, so an interrupted run keeps what it graded.
+A broken submission (invalid JSON, an endless loop, a dying kernel, a deleted check cell)
+gets a status and zero for what could not be graded; it never stops the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import sys
+import tempfile
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from multiprocessing.context import BaseContext
+from pathlib import Path
+
+from evbroker.build import ROOT, read_notebook
+from evbroker.grading.cells import graded_cells
+from evbroker.grading.gradebook import safe_name, save_report, write_feedback, write_gradebook
+from evbroker.grading.outcome import format_points
+from evbroker.grading.progress import ProgressBar
+from evbroker.grading.reports import NotebookReport, ungraded
+from evbroker.grading.submissions import Submission, find_submissions
+from evbroker.grading.worker import run_job
+
+#: Extra seconds a worker gets beyond --timeout (kernel start and shutdown) before it is killed.
+WORKER_GRACE = 60.0
+
+
+def worker_context() -> BaseContext:
+    """Where worker processes come from: a fork server that has imported the worker (POSIX), else spawn.
+
+    Starting from the fork server skips re-importing nbformat and nbclient for every notebook.
+    As with any multiprocessing, a script that calls the grader must guard its top level with
+    ``if __name__ == "__main__":``.
+    """
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["evbroker.grading.worker"])
+    return context
+
+
+class Grader:
+    """Grades submissions in parallel worker processes and keeps the gradebook up to date."""
+
+    def __init__(
+        self, out: Path, *, jobs: int = 2, cell_timeout: float = 60, timeout: float = 600, grace: float = WORKER_GRACE
+    ) -> None:
+        self.out = Path(out)
+        self.grace = grace
+        self.jobs = max(1, jobs)
+        self.cell_timeout = cell_timeout
+        self.timeout = timeout
+        self.reports: list[NotebookReport] = []
+        self._lock = threading.Lock()
+        self._running: set[multiprocessing.Process] = set()
+
+    def grade(self, submissions: list[Submission], progress: ProgressBar | None = None) -> list[NotebookReport]:
+        self.out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="evbroker-grade-") as work, ThreadPoolExecutor(self.jobs) as pool:
+            futures = {pool.submit(self.grade_one, s, Path(work)): s for s in submissions}
+            try:
+                for future in as_completed(futures):
+                    report = future.result()
+                    self._record(report)
+                    if progress:
+                        progress.step(f"{report.student} {report.notebook}: {_summary(report)}")
+            finally:
+                for future in futures:
+                    future.cancel()
+                self._kill_running()
+        write_feedback(self.reports, self.out)
+        return self.reports
+
+    def grade_one(self, submission: Submission, work: Path) -> NotebookReport:
+        """Grade one submission in a worker process; a report comes back whatever happens."""
+        if submission.source is None:
+            note = f"could not tell which exercise {submission.path.name} answers; name it like the exercise"
+            return ungraded(submission.student, submission.notebook, str(submission.path), [], "no-source", note)
+        stem = f"{safe_name(submission.student)}--{safe_name(submission.path.stem)}-{id(submission)}"
+        job = {
+            "student": submission.student,
+            "path": str(submission.path.resolve()),
+            "source": str(submission.source.resolve()),
+            "cell_timeout": self.cell_timeout,
+            "timeout": self.timeout,
+            "result": str(work / f"{stem}.result.json"),
+        }
+        job_path = work / f"{stem}.job.json"
+        job_path.write_text(json.dumps(job), encoding="utf-8")
+        failure = self._run_worker(job_path, work / f"{stem}.log")
+        result = Path(job["result"])
+        if failure is None and result.is_file():
+            return NotebookReport.from_dict(json.loads(result.read_text(encoding="utf-8")))
+        graded = graded_cells(read_notebook(submission.source))
+        note = failure or "the grader's worker ended without a result"
+        status = "timeout" if failure and "killed" in failure else "grader-error"
+        return ungraded(submission.student, submission.notebook, str(submission.path), graded, status, note)
+
+    def _run_worker(self, job_path: Path, log_path: Path) -> str | None:
+        """Run one job in a worker process; a description of what went wrong, or None."""
+        proc = worker_context().Process(target=run_job, args=(str(job_path), str(log_path), dict(os.environ)))
+        with self._lock:
+            proc.start()
+            self._running.add(proc)
+        try:
+            proc.join(self.timeout + self.grace)
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+                return f"killed after {self.timeout + self.grace:g} s: the notebook would not stop"
+        finally:
+            with self._lock:
+                self._running.discard(proc)
+        if proc.exitcode != 0:
+            tail = (
+                log_path.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-1:]
+                if log_path.exists()
+                else []
+            )
+            return f"the grader's worker exited with code {proc.exitcode}" + (f" ({tail[0]})" if tail else "")
+        return None
+
+    def _record(self, report: NotebookReport) -> None:
+        self.reports.append(report)
+        save_report(report, self.out)
+        write_gradebook(self.reports, self.out)
+
+    def _kill_running(self) -> None:
+        with self._lock:
+            for proc in self._running:
+                proc.kill()
+
+
+def _summary(report: NotebookReport) -> str:
+    return f"{format_points(report.points)}/{format_points(report.max_points)} {report.status}"
+
+
+def grade_folder(
+    folder: Path,
+    out: Path,
+    *,
+    source: Path,
+    jobs: int = 2,
+    cell_timeout: float = 60,
+    timeout: float = 600,
+    show_progress: bool = True,
+) -> list[NotebookReport]:
+    """Grade every submission under ``folder`` against the solutions in ``source``; write to ``out``."""
+    sources = sorted(Path(source).glob("*.ipynb"))
+    submissions = find_submissions(Path(folder), sources)
+    grader = Grader(out, jobs=jobs, cell_timeout=cell_timeout, timeout=timeout)
+    progress = ProgressBar(len(submissions)) if show_progress else None
+    return grader.grade(submissions, progress)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m evbroker.grading grade",
+        description="Grade a folder of submitted exercise notebooks into a gradebook.",
+    )
+    p.add_argument(
+        "folder", type=Path, help="submissions: FOLDER/<student>/<NN_name>.ipynb or FOLDER/<student>_<NN_name>.ipynb"
+    )
+    p.add_argument("--out", type=Path, default=Path("gradebook"), help="output folder (default: gradebook/)")
+    p.add_argument("--source", type=Path, default=ROOT / "solutions", help="solution notebooks (default: solutions/)")
+    p.add_argument("--jobs", type=int, default=os.cpu_count() or 2, help="notebooks graded at once (default: CPUs)")
+    p.add_argument("--cell-timeout", type=float, default=60, help="seconds one cell may run (default 60)")
+    p.add_argument("--timeout", type=float, default=600, help="seconds one notebook may run in total (default 600)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if not args.folder.is_dir():
+        print(f"grade: {args.folder} is not a folder of submissions", file=sys.stderr)
+        return 2
+    if not any(args.source.glob("*.ipynb")):
+        print(f"grade: no source notebooks in {args.source}; pass --source solutions/", file=sys.stderr)
+        return 2
+    reports = grade_folder(
+        args.folder,
+        args.out,
+        source=args.source,
+        jobs=args.jobs,
+        cell_timeout=args.cell_timeout,
+        timeout=args.timeout,
+    )
+    if not reports:
+        print(f"grade: no .ipynb files under {args.folder}", file=sys.stderr)
+        return 2
+    bad = sum(r.status != "ok" for r in reports)
+    print(f"graded {len(reports)} notebook(s), {bad} with problems; see {args.out / 'gradebook.csv'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
