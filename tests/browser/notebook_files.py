@@ -29,5 +29,18 @@ def read_committed(path: str | Path) -> dict:
     return json.loads((REPO / path).read_text(encoding="utf-8"))
 
 
+def write_scratch_notebook(root: Path, name: str, cells: list) -> str:
+    """Write a notebook into scratch/ under the served root (never the repository); return its served path."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+    nb.cells = cells
+    folder = root / "scratch"
+    folder.mkdir(exist_ok=True)
+    nbformat.write(nb, folder / name)
+    return f"scratch/{name}"
+
+
 def _numbered(folder: str) -> list[Path]:
     return sorted(p.relative_to(REPO) for p in (REPO / folder).glob("[0-9][0-9]_*.ipynb"))

@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 if TYPE_CHECKING:  # playwright is imported by the fixtures, which skip or fail cleanly without it
     from playwright.sync_api import Locator, Page
@@ -108,7 +109,8 @@ _REPORT = (
   w.content.widgets.forEach((cellWidget, i) => {
     const model = models[i];
     const info = {index: i, type: model.type, source: model.sharedModel.getSource().slice(0, 80),
-                  executionCount: null, outputs: [], imgs: 0, widgets: 0};
+                  tags: model.getMetadata('tags') || [],
+                  executionCount: null, outputs: [], imgs: 0, widgets: 0, widgetErrors: []};
     if (model.type === 'code') {
       info.executionCount = model.executionCount;
       const area = cellWidget.node.querySelector('.jp-Cell-outputArea');
@@ -137,6 +139,10 @@ _REPORT = (
       if (area) {
         info.imgs = area.querySelectorAll('img').length;
         info.widgets = area.querySelectorAll('.jupyter-widgets').length;
+        // Errors an Output widget shows (an explorer's callback that raised, say).
+        info.widgetErrors = [...area.querySelectorAll(
+          '.widget-output .jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]')]
+          .map(e => e.innerText.trim().slice(0, 300));
       }
     }
     cells.push(info);
@@ -296,6 +302,58 @@ class NotebookPage:
             self.wait_idle(timeout)
         self.settle_widgets()
 
+    # -- widgets -------------------------------------------------------------------------------
+
+    def outputs(self, index: int) -> Locator:
+        """The output area of cell `index`."""
+        return self.cell(index).locator(".jp-Cell-outputArea").first
+
+    def explorer(self, constructor: str) -> Locator:
+        """The first explorer widget displayed by a cell whose source contains `constructor`."""
+        index = self.cell_containing(constructor)
+        root = self.outputs(index).locator(".widget-vbox").first
+        root.wait_for(state="visible")
+        return root
+
+    def choose(self, container: Locator, value: str, timeout: float = 30.0) -> bool:
+        """Pick `value` in the ToggleButtons or Dropdown inside `container` that offers it, as a learner
+        clicks; wait until the kernel has redrawn. Returns False if it was already chosen."""
+        encoded = quote(value, safe="-_.!~*'()")  # ipywidgets writes data-value with encodeURIComponent
+        button = container.locator(f'.widget-toggle-buttons button[data-value="{encoded}"]')
+        select = container.locator(".widget-dropdown select").filter(
+            has=self.page.locator(f'option[data-value="{encoded}"]')
+        )
+        if button.count():
+            if "mod-active" in (button.first.get_attribute("class") or ""):
+                return False
+            action = button.first.click
+        elif select.count():
+            if select.first.input_value() == value:
+                return False
+            action = lambda: select.first.select_option(value=value)  # noqa: E731  (labels show nbsp for spaces)
+        else:
+            raise AssertionError(f"no toggle button or dropdown option {value!r} in this widget")
+        before = container.evaluate(_WIDGET_STATE)
+        action()
+        self.page.wait_for_function(
+            f"([el, before]) => ({_WIDGET_STATE})(el) !== before",
+            arg=[container.element_handle(), before],
+            timeout=timeout * 1000,
+        )
+        self.wait_idle(timeout)
+        self.settle_widgets()
+        return True
+
+    @staticmethod
+    def table(container: Locator) -> dict[str, str]:
+        """The first HTML table inside `container` as {heading: value} (an explorer's summary)."""
+        return container.evaluate(_TABLE)
+
+    @staticmethod
+    def image_digest(container: Locator) -> str:
+        """SHA-256 of the first image inside `container`, as the browser shows it."""
+        return container.evaluate(_IMAGE_DIGEST)
+
     # -- pictures ------------------------------------------------------------------------------
 
     def screenshot(self, path: Path, max_height: int = 32_000) -> Path:
@@ -335,12 +393,32 @@ _CONTENT_HEIGHT = """el => {
   return Math.ceil(cells[cells.length - 1].getBoundingClientRect().bottom - top + el.scrollTop);
 }"""
 
+# Text and image sources of a widget: changes once the kernel has redrawn after a click.
+_WIDGET_STATE = """el => el.innerText + '|' + [...el.querySelectorAll('img')].map(i => i.src).join('|')"""
+
+_TABLE = """el => {
+  const table = el.querySelector('table');
+  if (!table) return {};
+  const heads = [...table.querySelectorAll('th')].map(th => th.innerText.trim());
+  const cells = [...table.querySelectorAll('td')].map(td => td.innerText.trim());
+  return Object.fromEntries(heads.map((h, i) => [h, cells[i]]));
+}"""
+
+_IMAGE_DIGEST = """async el => {
+  const img = el.querySelector('img');
+  if (!img) return '';
+  const bytes = await (await fetch(img.src)).arrayBuffer();
+  const hash = await crypto.subtle.digest('SHA-256', bytes);
+  return [...new Uint8Array(hash)].map(b => b.toString(16).padStart(2, '0')).join('');
+}"""
+
 _TWO_FRAMES = "() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))"
 
 
 def problems(report: NotebookReport, committed: dict | None = None) -> list[str]:
     """Everything a learner would trip over in `report`, one sentence each (empty when all is well).
 
+    An error in a cell tagged ``raises-exception`` (a lesson showing an error on purpose) is expected.
     `committed` is the notebook as stored in the repository (nbformat JSON): each cell that held
     images there must show at least as many images now, and each cell that held a widget must
     show a widget now.
@@ -359,7 +437,7 @@ def problems(report: NotebookReport, committed: dict | None = None) -> list[str]
             found.append(f"{where} never ran")
         for out in cell["outputs"]:
             dom = out["dom"]
-            if out["type"] == "error":
+            if out["type"] == "error" and "raises-exception" not in cell["tags"]:
                 found.append(f"{where} raised {out['ename']}: {out['evalue']}")
             elif out["type"] == "stream" and out["name"] == "stderr":
                 found.append(f"{where} wrote to stderr: {out['streamText']!r}")
@@ -372,6 +450,8 @@ def problems(report: NotebookReport, committed: dict | None = None) -> list[str]
                 found.append(f"{where}: {', '.join(dom['trouble'])} in {dom['text'][:160]!r}")
             if any(m in out["mimes"] for m in IMAGE_MIMES) and dom["imgs"] == 0:
                 found.append(f"{where}: an image output was not drawn as an image")
+        for text in cell["widgetErrors"]:
+            found.append(f"{where}: a widget shows an error: {text!r}")
     if report.error_widgets:
         found.append(f"{report.error_widgets} widget(s) show the ipywidgets error view")
     if committed is not None:

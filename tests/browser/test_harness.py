@@ -11,6 +11,7 @@ from __future__ import annotations
 import nbformat
 import pytest
 
+from .notebook_files import write_scratch_notebook
 from .notebook_page import NotebookPage, problems
 
 pytestmark = pytest.mark.browser
@@ -70,17 +71,6 @@ display(widgets.VBox([guarantee, fault, summary, timeline]))
 """
 
 
-def write_notebook(root, name: str, cells: list) -> str:
-    """Write a scratch notebook into the served folder; return its path relative to the server root."""
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
-    nb.cells = cells
-    folder = root / "scratch"
-    folder.mkdir(exist_ok=True)
-    nbformat.write(nb, folder / name)
-    return f"scratch/{name}"
-
-
 def summary_text(nb: NotebookPage) -> str:
     return nb.page.locator(".widget-html").first.inner_text().strip()
 
@@ -91,7 +81,7 @@ def timeline_src(nb: NotebookPage) -> str:
 
 def test_a_healthy_notebook_runs_clean_renders_and_answers_clicks(lab_root, open_notebook, screenshots):
     """evbroker runs in the kernel, the plot and the widget render, and clicking changes both."""
-    path = write_notebook(
+    path = write_scratch_notebook(
         lab_root,
         "healthy.ipynb",
         [
@@ -129,7 +119,8 @@ def test_a_healthy_notebook_runs_clean_renders_and_answers_clicks(lab_root, open
 
 
 def test_every_kind_of_trouble_is_reported(lab_root, open_notebook):
-    """A stale widget, stderr text, a traceback, a cell never run and a missing plot are each named."""
+    """A stale widget, stderr text, a traceback, a cell never run and a missing plot are each named;
+    an error in a cell tagged raises-exception is not."""
     stale_widget = nbformat.v4.new_code_cell("print('placeholder')")
     stale_widget.outputs = [
         nbformat.v4.new_output(
@@ -147,10 +138,11 @@ def test_every_kind_of_trouble_is_reported(lab_root, open_notebook):
     cells = [
         stale_widget,
         nbformat.v4.new_code_cell("import sys\nprint('careful', file=sys.stderr)"),
+        nbformat.v4.new_code_cell("raise ValueError('shown on purpose')", metadata={"tags": ["raises-exception"]}),
         nbformat.v4.new_code_cell("1 / 0"),
         nbformat.v4.new_code_cell("print('never reached')"),
     ]
-    path = write_notebook(lab_root, "broken.ipynb", cells)
+    path = write_scratch_notebook(lab_root, "broken.ipynb", cells)
     nb = open_notebook(path)
 
     # Before running: the stored widget output is untrusted, so JupyterLab shows its text fallback.
@@ -161,8 +153,9 @@ def test_every_kind_of_trouble_is_reported(lab_root, open_notebook):
     found = problems(nb.report())
     assert not any("cell 0" in p for p in found), found
     assert any("cell 1" in p and "stderr" in p and "careful" in p for p in found), found
-    assert any("cell 2" in p and "ZeroDivisionError" in p for p in found), found
-    assert any("cell 3" in p and "never ran" in p for p in found), found
+    assert not any("cell 2" in p for p in found), found  # tagged raises-exception: expected, and not blocking
+    assert any("cell 3" in p and "ZeroDivisionError" in p for p in found), found
+    assert any("cell 4" in p and "never ran" in p for p in found), found
 
     # A widget whose model the kernel does not have (as after a kernel restart) shows the error text.
     nb.page.evaluate(

@@ -28,8 +28,9 @@ def test_lesson_runs_clean_in_jupyterlab(lesson, open_notebook, screenshots, rec
 
     assert outcome != "timeout", f"{lesson} did not finish within {RUN_TIMEOUT:.0f} s (EVBROKER_BROWSER_TIMEOUT)"
     found = problems(report, read_committed(lesson))
+    # run_all() says "failed" when any cell raised, also one tagged raises-exception on purpose;
+    # problems() tells those apart, and names any cell that never ran.
     assert found == [], f"{lesson} in JupyterLab:\n  " + "\n  ".join(found)
-    assert outcome == "ok"
     # Every lesson has at least one explorer widget and one timeline, and both must be on screen.
     assert report.widgets > 0, f"{lesson} shows no widget"
     assert report.images > 0, f"{lesson} shows no plot"

@@ -1,0 +1,181 @@
+"""Clicking the explorers in JupyterLab changes what the semantics say it must.
+
+A learner clicks a toggle and picks from a dropdown; the kernel reruns the scenario and the
+summary and the timeline redraw. These tests do exactly that in Chromium and read the page:
+
+* delivery guarantees (lesson 04's ``DeliveryExplorer``): a crash before the ack charges an order
+  twice under at-least-once and once under exactly-once; a crash before processing loses a
+  payment under at-most-once and not under at-least-once; the timeline picture changes each time;
+* workflows (lesson 03's ``WorkflowExplorer``): a declined payment compensates orders that the
+  happy path completes, in either style, and switching style redraws the timeline;
+* an exercise: a check cell shows "not answered yet" for the stub and its points for the answer
+  from solutions/, as feedback text, not a traceback.
+
+The lesson and exercise tests skip only while their notebook does not exist. The explorers are
+also driven on scratch notebooks, so the widgets are proven in JupyterLab before the lessons land.
+"""
+
+from __future__ import annotations
+
+import nbformat
+import pytest
+
+from .notebook_files import exercise_notebooks, find_notebook, read_committed, write_scratch_notebook
+from .notebook_page import NotebookPage, problems
+
+pytestmark = pytest.mark.browser
+
+DELIVERY_LESSON = find_notebook("notebooks", "04")
+WORKFLOW_LESSON = find_notebook("notebooks", "03")
+EXERCISES = exercise_notebooks()
+
+
+def numbers(nb: NotebookPage, explorer) -> dict[str, int]:
+    """The explorer's summary table as numbers, e.g. {"orders": 4, "charges": 5, ...}."""
+    table = nb.table(explorer)
+    assert table, f"the explorer shows no summary table; it shows {explorer.inner_text()[-600:]!r}"
+    return {k.replace("\xa0", " "): int(v) for k, v in table.items() if v.lstrip("-").isdigit()}
+
+
+def drive_delivery_explorer(nb: NotebookPage) -> None:
+    explorer = nb.explorer("DeliveryExplorer(")
+
+    nb.choose(explorer, "at-least-once")
+    nb.choose(explorer, "crash before ack")
+    s = numbers(nb, explorer)
+    assert s["charged twice"] >= 1 and s["charges"] > s["orders"], f"at-least-once, crash before ack: {s}"
+    assert s["never charged"] == 0 and s["lost"] == 0, s
+    picture = nb.image_digest(explorer)
+
+    assert nb.choose(explorer, "exactly-once")
+    s = numbers(nb, explorer)
+    assert s["charges"] == s["orders"] and s["charged twice"] == 0 and s["never charged"] == 0, f"exactly-once: {s}"
+    assert nb.image_digest(explorer) != picture, "the timeline did not change for exactly-once"
+    picture = nb.image_digest(explorer)
+
+    assert nb.choose(explorer, "at-most-once")
+    assert nb.choose(explorer, "crash before processing")
+    s = numbers(nb, explorer)
+    assert s["never charged"] >= 1 and s["lost"] >= 1 and s["charged twice"] == 0, f"at-most-once, crash: {s}"
+    assert nb.image_digest(explorer) != picture, "the timeline did not change for at-most-once"
+    picture = nb.image_digest(explorer)
+
+    assert nb.choose(explorer, "at-least-once")
+    s = numbers(nb, explorer)
+    assert s["never charged"] == 0 and s["redeliveries"] >= 1 and s["charges"] == s["orders"], f"redelivered: {s}"
+    assert nb.image_digest(explorer) != picture
+
+    found = problems(nb.report())
+    assert found == [], found
+
+
+def drive_workflow_explorer(nb: NotebookPage) -> None:
+    explorer = nb.explorer("WorkflowExplorer(")
+
+    def outcomes() -> str:
+        return explorer.inner_text()
+
+    nb.choose(explorer, "orchestration")
+    nb.choose(explorer, "none")
+    assert "completed" in outcomes() and "compensated" not in outcomes(), outcomes()
+    picture = nb.image_digest(explorer)
+
+    assert nb.choose(explorer, "payment declined")
+    assert "compensated" in outcomes(), f"a declined payment must compensate: {outcomes()}"
+    assert nb.image_digest(explorer) != picture
+    picture = nb.image_digest(explorer)
+
+    assert nb.choose(explorer, "choreography")
+    assert "compensated" in outcomes(), f"choreography compensates the same orders: {outcomes()}"
+    assert nb.image_digest(explorer) != picture, "switching style did not redraw the timeline"
+
+    found = problems(nb.report())
+    assert found == [], found
+
+
+# -------------------------------------------------------------------- the lessons
+
+
+@pytest.mark.skipif(DELIVERY_LESSON is None, reason="notebooks/04_*.ipynb (delivery guarantees) does not exist yet")
+def test_delivery_lesson_guarantee_and_fault_change_the_money_and_the_timeline(open_notebook):
+    nb = open_notebook(DELIVERY_LESSON)
+    nb.run_all()
+    drive_delivery_explorer(nb)
+
+
+@pytest.mark.skipif(WORKFLOW_LESSON is None, reason="notebooks/03_*.ipynb (workflows) does not exist yet")
+def test_workflow_lesson_style_and_failure_change_the_saga_state(open_notebook):
+    nb = open_notebook(WORKFLOW_LESSON)
+    nb.run_all()
+    drive_workflow_explorer(nb)
+
+
+# -------------------------------------------------------------------- the widgets on their own
+
+
+def test_delivery_explorer_answers_clicks_in_jupyterlab(lab_root, open_notebook, screenshots):
+    path = write_scratch_notebook(
+        lab_root,
+        "delivery_explorer.ipynb",
+        [nbformat.v4.new_code_cell("import evbroker as eb\neb.widgets.DeliveryExplorer()")],
+    )
+    nb = open_notebook(path)
+    nb.run_all()
+    drive_delivery_explorer(nb)
+    nb.screenshot(screenshots / "harness-delivery-explorer.png")
+
+
+def _has_workflow_explorer() -> bool:
+    import evbroker as eb
+
+    return hasattr(eb.widgets, "WorkflowExplorer")
+
+
+@pytest.mark.skipif(not _has_workflow_explorer(), reason="evbroker.widgets.WorkflowExplorer does not exist yet")
+def test_workflow_explorer_answers_clicks_in_jupyterlab(lab_root, open_notebook, screenshots):
+    path = write_scratch_notebook(
+        lab_root,
+        "workflow_explorer.ipynb",
+        [nbformat.v4.new_code_cell("import evbroker as eb\neb.widgets.WorkflowExplorer()")],
+    )
+    nb = open_notebook(path)
+    nb.run_all()
+    drive_workflow_explorer(nb)
+    nb.screenshot(screenshots / "harness-workflow-explorer.png")
+
+
+# -------------------------------------------------------------------- an exercise's check cell
+
+
+def _first_graded_check(exercise: dict) -> tuple[int, int]:
+    """(answer cell, check cell): the first cell that calls check(...) and the answer cell above it."""
+    cells = exercise["cells"]
+    for i, cell in enumerate(cells):
+        meta = cell.get("metadata", {}).get("nbgrader", {})
+        if cell["cell_type"] == "code" and meta.get("grade") and "check(" in "".join(cell["source"]):
+            for j in range(i - 1, -1, -1):
+                if cells[j].get("metadata", {}).get("nbgrader", {}).get("solution") and cells[j]["cell_type"] == "code":
+                    return j, i
+    raise AssertionError("no graded check cell with an answer cell above it")
+
+
+@pytest.mark.skipif(not EXERCISES, reason="exercises/NN_*.ipynb do not exist yet")
+@pytest.mark.parametrize("exercise", EXERCISES[:1], ids=[p.stem for p in EXERCISES[:1]])
+def test_an_exercise_check_cell_shows_its_feedback(exercise, open_notebook):
+    answer, check = _first_graded_check(read_committed(exercise))
+    solution = read_committed(f"solutions/{exercise.name}")
+    nb = open_notebook(exercise)
+
+    nb.run_cells(list(range(check + 1)))  # one by one, as a learner does: the stub's error does not stop us
+    feedback = nb.outputs(check).inner_text()
+    assert "✘" in feedback and "Not answered yet" in feedback, feedback
+    assert "Traceback" not in feedback, f"the check printed a traceback instead of feedback: {feedback}"
+    stub = nb.outputs(answer).inner_text()
+    assert "not written yet" in stub and "Traceback" not in stub, stub
+
+    nb.set_source(answer, "".join(solution["cells"][answer]["source"]))
+    nb.run_cells([answer, check])
+    feedback = nb.outputs(check).inner_text()
+    assert "✔" in feedback and "points" in feedback and "✘" not in feedback, feedback
+    others = [p for p in problems(nb.report()) if not p.startswith((f"cell {answer} ", f"cell {check} "))]
+    assert [p for p in others if "never ran" not in p] == [], others
