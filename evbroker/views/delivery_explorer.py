@@ -1,0 +1,115 @@
+"""DeliveryExplorer: a delivery guarantee against a fault, on the payment scenario."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable
+from typing import Any
+
+import ipywidgets as widgets
+
+from evbroker import scenarios
+from evbroker.core.broker import GUARANTEES, Broker
+from evbroker.core.message import Context, Message
+from evbroker.views import style
+from evbroker.views import timeline as tl
+from evbroker.views.explorer import Explorer, axes_at, html_table
+
+GUARANTEE_STORIES = {
+    "at-most-once": "the broker forgets a payment as soon as it sends it (auto-ack)",
+    "at-least-once": "the broker keeps a payment until the worker acks it, and redelivers if no ack comes",
+    "exactly-once": "at-least-once, plus a dedupe store of message ids committed with the charge",
+}
+
+
+def verdict(b: Broker) -> str:
+    """One sentence on the money: who was charged twice, who never, or all well."""
+    placed = []
+    for e in b.trace.where(kind="publish", actor=scenarios.PAYMENTS_PRODUCER):
+        if not e.detail.startswith("retry of"):
+            placed.append(e)
+    counts: dict[Any, int] = {}
+    for c in b.effects("charge"):
+        counts[c.key] = counts.get(c.key, 0) + 1
+    orders = [f"order-{i}" for i in range(1, len(placed) + 1)]
+    twice = [o for o in orders if counts.get(o, 0) > 1]
+    never = [o for o in orders if counts.get(o, 0) == 0]
+    parts = []
+    if twice:
+        parts.append(f"\u2718 charged more than once: {', '.join(twice)}")
+    if never:
+        parts.append(f"\u2718 never charged (the payment was lost): {', '.join(never)}")
+    if not parts:
+        return "\u2714 every order charged exactly once"
+    return "; ".join(parts)
+
+
+class DeliveryExplorer(Explorer):
+    """Flip the delivery guarantee and the fault; watch the payments' timeline and the money.
+
+    Controls (ipywidgets, set ``.value`` to drive it): ``guarantee`` ("at-most-once",
+    "at-least-once", "exactly-once"), ``fault`` (see :data:`evbroker.scenarios.FAULTS`),
+    ``seed`` (which order the fault hits). ``result`` is the run's
+    :class:`~evbroker.Broker` (from :func:`evbroker.scenarios.payments`); ``summary`` is
+    :func:`evbroker.scenarios.payment_summary` of it: ``orders``, ``charges``,
+    ``charged_twice``, ``never_charged``, ``lost``, ``duplicates``, ``redeliveries``,
+    ``dead_lettered``, the same numbers ``result.stats("payments")`` and
+    ``result.effects("charge")`` give.
+
+    ``handler(msg, ctx)`` replaces the plain charging handler, so you can put your own
+    (idempotent?) consumer through every guarantee and fault.
+    """
+
+    figsize = (style.NOTEBOOK_WIDTH, 3.2)
+
+    def __init__(
+        self,
+        guarantee: str = "at-least-once",
+        fault: str = "crash before ack",
+        seed: int = 0,
+        *,
+        orders: int = 4,
+        handler: Callable[[Message, Context], Any] | None = None,
+    ) -> None:
+        self.orders = orders
+        self.handler = handler
+        self.guarantee = widgets.ToggleButtons(options=list(GUARANTEES), value=guarantee, description="guarantee")
+        self.fault = widgets.Dropdown(options=list(scenarios.FAULTS), value=fault, description="fault")
+        self.seed = widgets.IntSlider(value=seed, min=0, max=20, description="seed")
+        super().__init__([self.guarantee, self.fault, self.seed])
+
+    def control_rows(self) -> list[widgets.Widget]:
+        return [self.guarantee, widgets.HBox([self.fault, self.seed])]
+
+    def compute(self) -> Broker:
+        return scenarios.payments(
+            self.guarantee.value, self.fault.value, self.seed.value, self.orders, handler=self.handler
+        )
+
+    def summarise(self, b: Broker) -> tuple[dict[str, Any], str]:
+        s = scenarios.payment_summary(b)
+        rows = [
+            ("orders", s["orders"]),
+            ("charges", s["charges"]),
+            ("charged twice", s["charged_twice"]),
+            ("never charged", s["never_charged"]),
+            ("lost", s["lost"]),
+            ("duplicates", s["duplicates"]),
+            ("redeliveries", s["redeliveries"]),
+        ]
+        g, f = self.guarantee.value, self.fault.value
+        text = (
+            f"<b>{html.escape(g)}</b>: {html.escape(GUARANTEE_STORIES[g])}.<br>"
+            f"<b>{html.escape(f)}</b>: {html.escape(scenarios.FAULT_STORIES[f])}."
+            + html_table(rows)
+            + f"<b>{html.escape(verdict(b))}</b>"
+        )
+        return s, text
+
+    def draw(self, b: Broker) -> None:
+        lay = tl.layout(b.trace)
+        self.figure.set_size_inches(*tl.figsize(len(lay.lanes)))
+        left, right = tl.margins(lay)
+        ax = axes_at(self.figure, left=left, right=right, top=0.35, bottom=0.5)
+        title = f"{self.guarantee.value} \u00b7 {self.fault.value} \u00b7 seed {self.seed.value}"
+        self.paste_legend(tl.draw(ax, lay, title=title, trace=b.trace, legend=False), ax)
