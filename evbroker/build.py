@@ -366,6 +366,15 @@ def default_notebooks(root: Path = ROOT) -> list[Path]:
     return sorted((root / "notebooks").glob("*.ipynb")) + sorted((root / "solutions").glob("*.ipynb"))
 
 
+def _build_all(paths: list[Path], timeout: float, jobs: int) -> Iterable[Built]:
+    """Build ``paths`` in order of the list; with jobs > 1, several at once in separate processes."""
+    if jobs == 1:
+        yield from (build_notebook(path, timeout) for path in paths)
+        return
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        yield from pool.map(build_notebook, paths, [timeout] * len(paths))
+
+
 def _notebooks_command(args: argparse.Namespace) -> int:
     paths = [Path(p) for p in args.paths] or default_notebooks()
     missing = [str(p) for p in paths if not p.is_file()]
@@ -374,14 +383,13 @@ def _notebooks_command(args: argparse.Namespace) -> int:
         return 2
     jobs = max(1, min(args.jobs or os.cpu_count() or 1, len(paths), 4))
     failures = 0
-    with ProcessPoolExecutor(max_workers=jobs) as pool:
-        for built in pool.map(build_notebook, paths, [args.timeout] * len(paths)):
-            if built.error:
-                failures += 1
-                print(f"FAILED {built.error}", file=sys.stderr)
-            else:
-                state = "updated" if built.changed else "unchanged"
-                print(f"{state:9} {_show(built.path.resolve())} ({built.seconds:.1f} s)")
+    for built in _build_all(paths, args.timeout, jobs):
+        if built.error:
+            failures += 1
+            print(f"FAILED {built.error}", file=sys.stderr)
+        else:
+            state = "updated" if built.changed else "unchanged"
+            print(f"{state:9} {_show(built.path.resolve())} ({built.seconds:.1f} s)")
     if failures:
         print(f"build: {failures} of {len(paths)} notebook(s) failed; those files were not changed", file=sys.stderr)
     return 1 if failures else 0
