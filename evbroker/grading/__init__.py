@@ -28,6 +28,7 @@ from evbroker.grading.authoring import (
     expect_close,
     expect_equal,
     expect_number,
+    run_broker,
     trials,
 )
 from evbroker.grading.friendly import install_friendly_errors
@@ -54,6 +55,7 @@ __all__ = [
     "load_checks",
     "register",
     "registered",
+    "run_broker",
     "score",
     "trials",
 ]

@@ -10,8 +10,7 @@ A typical check::
             with t:
                 b = eb.Broker(seed=t.seed)
                 ...
-                b.run()
-                expect_answered(b.trace)
+                run_broker(b)
                 expect_equal(len(b.effects("charge")), 1, what="charges for order o1")
 
 A failure inside ``with t:`` carries ``Replay: seed=7, faults: crash before ack``.
@@ -111,6 +110,21 @@ def call_answer(fn: Callable[..., Any], *args: Any, what: str | None = None, **k
         raise CheckFailed(f"{what} was rejected by the broker: {exc}") from None
     except Exception as exc:
         raise CheckFailed(f"{what} raised {type(exc).__name__}: {exc}") from None
+
+
+def run_broker(broker: Any, until: float | None = None) -> None:
+    """Run a broker that holds the learner's code, with failures put in the learner's terms.
+
+    A handler still raising its ``NotImplementedError`` stub -> :class:`NotAnswered` (even when
+    the redelivery storm it causes stops the run); a run that cannot settle or that the
+    learner's code broke -> :class:`CheckFailed` with the broker's explanation.
+    """
+    try:
+        broker.run(until=until)
+    except EvbrokerError as exc:
+        expect_answered(broker.trace)
+        raise CheckFailed(f"the run did not finish: {exc}") from None
+    expect_answered(broker.trace)
 
 
 def expect_answered(trace: Iterable[Any]) -> None:
