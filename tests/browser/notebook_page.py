@@ -193,6 +193,7 @@ class NotebookPage:
         self.path = path
         self.console_errors: list[str] = []
         self.timings: dict[str, float] = {}  # seconds per step, for the test report (never asserted)
+        self.panel_id = ""
         page.on("pageerror", lambda exc: self.console_errors.append(f"page error: {exc}"))
         page.on(
             "console",
@@ -210,6 +211,7 @@ class NotebookPage:
         self.timings["lab"] = time.monotonic() - started
         self.page.wait_for_function(_READY, arg=self.path, timeout=timeout * 1000, polling=200)
         self.timings["open"] = time.monotonic() - started
+        self.panel_id = self.page.evaluate("(path) => {" + _PANEL + "return panelFor(path).id; }", self.path)
         # The notebook alone at full width: no file browser beside it.
         self.page.evaluate("() => window.jupyterapp.shell.collapseLeft()")
         return self
@@ -273,7 +275,8 @@ class NotebookPage:
 
     @property
     def notebook(self) -> Locator:
-        return self.page.locator(".jp-NotebookPanel").first
+        """This notebook's panel (other documents may be open in the same JupyterLab)."""
+        return self.page.locator(f"[id='{self.panel_id}']")
 
     # -- editing (exercises) -------------------------------------------------------------------
 
@@ -345,9 +348,13 @@ class NotebookPage:
         return True
 
     @staticmethod
-    def table(container: Locator) -> dict[str, str]:
-        """The first HTML table inside `container` as {heading: value} (an explorer's summary)."""
-        return container.evaluate(_TABLE)
+    def table(container: Locator, caption: str = "") -> list[dict[str, str]]:
+        """The first HTML table inside `container` whose caption contains `caption`, one dict per body
+        row ({heading: text}); [] when there is none. An explorer's summary, saga state, ledger."""
+        for found in container.evaluate(_TABLES):
+            if caption in found["caption"]:
+                return [dict(zip(found["head"], row, strict=False)) for row in found["rows"]]
+        return []
 
     @staticmethod
     def image_digest(container: Locator) -> str:
@@ -365,7 +372,7 @@ class NotebookPage:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.wait_idle()  # never a picture of a notebook half-way through an update
         self.settle_widgets()
-        scroller = self.page.locator(".jp-NotebookPanel .jp-WindowedPanel-outer").first
+        scroller = self.notebook.locator(".jp-WindowedPanel-outer").first
         scroller.evaluate("el => { el.scrollTop = 0; }")
         original = self.page.viewport_size or {"width": 1280, "height": 900}
         box = scroller.bounding_box()
@@ -396,13 +403,17 @@ _CONTENT_HEIGHT = """el => {
 # Text and image sources of a widget: changes once the kernel has redrawn after a click.
 _WIDGET_STATE = """el => el.innerText + '|' + [...el.querySelectorAll('img')].map(i => i.src).join('|')"""
 
-_TABLE = """el => {
-  const table = el.querySelector('table');
-  if (!table) return {};
-  const heads = [...table.querySelectorAll('th')].map(th => th.innerText.trim());
-  const cells = [...table.querySelectorAll('td')].map(td => td.innerText.trim());
-  return Object.fromEntries(heads.map((h, i) => [h, cells[i]]));
-}"""
+_TABLES = """el => [...el.querySelectorAll('table')].map(table => {
+  const clean = (c) => c.innerText.replace(/\\u00a0/g, ' ').trim();
+  const rows = [...table.querySelectorAll('tr')];
+  const headRow = rows.find(tr => tr.querySelector('th'));
+  return {
+    caption: table.caption ? clean(table.caption) : '',
+    head: headRow ? [...headRow.querySelectorAll('th, td')].map(clean) : [],
+    rows: rows.filter(tr => tr !== headRow && tr.querySelector('td'))
+      .map(tr => [...tr.querySelectorAll('th, td')].map(clean)),
+  };
+})"""
 
 _IMAGE_DIGEST = """async el => {
   const img = el.querySelector('img');

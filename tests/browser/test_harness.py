@@ -92,9 +92,10 @@ def test_a_healthy_notebook_runs_clean_renders_and_answers_clicks(lab_root, open
         ],
     )
     nb = open_notebook(path)
-    assert nb.run_all() == "ok"
+    outcome = nb.run_all()
     report = nb.report()
     assert problems(report) == []
+    assert outcome == "ok"
     assert report.cells[2]["imgs"] == 1  # the static plot
     assert report.cells[3]["imgs"] == 1  # the plot inside the Output widget
     assert report.widgets >= 4  # VBox, toggle, dropdown, HTML, Output

@@ -32,9 +32,9 @@ EXERCISES = exercise_notebooks()
 
 def numbers(nb: NotebookPage, explorer) -> dict[str, int]:
     """The explorer's summary table as numbers, e.g. {"orders": 4, "charges": 5, ...}."""
-    table = nb.table(explorer)
-    assert table, f"the explorer shows no summary table; it shows {explorer.inner_text()[-600:]!r}"
-    return {k.replace("\xa0", " "): int(v) for k, v in table.items() if v.lstrip("-").isdigit()}
+    rows = nb.table(explorer)
+    assert rows, f"the explorer shows no summary table; it shows {explorer.inner_text()[-600:]!r}"
+    return {k: int(v) for k, v in rows[0].items() if v.lstrip("-").isdigit()}
 
 
 def drive_delivery_explorer(nb: NotebookPage) -> None:
@@ -72,22 +72,38 @@ def drive_delivery_explorer(nb: NotebookPage) -> None:
 def drive_workflow_explorer(nb: NotebookPage) -> None:
     explorer = nb.explorer("WorkflowExplorer(")
 
-    def outcomes() -> str:
-        return explorer.inner_text()
+    def outcomes() -> list[str]:
+        rows = nb.table(explorer, caption="saga state")
+        assert rows, f"the explorer shows no saga state table; it shows {explorer.inner_text()[-600:]!r}"
+        return [row["outcome"] for row in rows]
+
+    def ledger() -> dict[str, int]:
+        return {k: int(v) for k, v in nb.table(explorer, caption="ledger")[0].items()}
 
     nb.choose(explorer, "orchestration")
     nb.choose(explorer, "none")
-    assert "completed" in outcomes() and "compensated" not in outcomes(), outcomes()
+    orders = len(outcomes())
+    assert outcomes() == ["completed"] * orders, outcomes()
+    money = ledger()
+    assert money["charged"] == money["shipped"] == orders and money["refunded"] == money["released"] == 0, money
     picture = nb.image_digest(explorer)
 
     assert nb.choose(explorer, "payment declined")
-    assert "compensated" in outcomes(), f"a declined payment must compensate: {outcomes()}"
-    assert nb.image_digest(explorer) != picture
+    assert outcomes() == ["compensated"] * orders, f"a declined payment must compensate every order: {outcomes()}"
+    declined = ledger()
+    assert declined["released"] == declined["reserved"] and declined["shipped"] == 0, declined
+    assert nb.image_digest(explorer) != picture, "the timeline did not change for a declined payment"
     picture = nb.image_digest(explorer)
 
     assert nb.choose(explorer, "choreography")
-    assert "compensated" in outcomes(), f"choreography compensates the same orders: {outcomes()}"
+    assert outcomes() == ["compensated"] * orders, f"choreography compensates the same orders: {outcomes()}"
+    assert ledger() == declined, "the two styles must reach the same business outcome"
     assert nb.image_digest(explorer) != picture, "switching style did not redraw the timeline"
+
+    assert nb.choose(explorer, "shipping unavailable")
+    assert outcomes() == ["compensated"] * orders, outcomes()
+    money = ledger()
+    assert money["refunded"] == money["charged"] >= 1 and money["released"] == money["reserved"], money
 
     found = problems(nb.report())
     assert found == [], found
