@@ -6,8 +6,10 @@ JupyterLab, run all its cells, and look at the page.
 
 Running them
 ------------
-    .venv/bin/pytest tests/browser -m browser -v        # just these (about 10 s set-up + a few s per notebook)
+    .venv/bin/pytest tests/browser -m browser -v        # just these (~10 s set-up, then ~10-20 s a notebook)
+    .venv/bin/pytest tests/browser -k 04_               # one lesson
     make test                                           # everything, these included
+    make test-fast                                      # everything but these
 
 They need Debian's Chromium (``sudo apt-get install chromium chromium-driver``; ``.ci/run`` installs
 it) and Playwright for Python (in the test extra). Playwright drives the system Chromium through
@@ -29,6 +31,26 @@ What happens
 * The server is always stopped: kernels shut down, the process group terminated (SIGKILL if it
   lingers), kernels that outlived it killed; also on failure, Ctrl-C, and (Linux) if pytest itself
   is killed.
+
+The files
+---------
+``test_lessons.py``      every notebooks/NN_*.ipynb: run all, no error, every widget and plot drawn, screenshot
+``test_interaction.py``  click the explorers (lessons 03 and 04, and on their own), an exercise's check cell
+``test_harness.py``      the harness on scratch notebooks: healthy is healthy, every kind of trouble is caught
+``test_skip_rules.py``   skip outside CI, fail in CI (no browser needed)
+``lab_server.py``        start and stop the throwaway JupyterLab
+``notebook_page.py``     drive one notebook in the page and say what a learner sees (``problems()``)
+``notebook_files.py``    which lessons and exercises exist, what was committed, scratch notebooks
+
+Writing one
+-----------
+    def test_something(open_notebook):
+        nb = open_notebook("notebooks/04_delivery_guarantees.ipynb")   # fresh tab, kernel idle
+        nb.run_all()                                                    # "ok" | "failed" | "timeout"
+        assert problems(nb.report()) == []
+        explorer = nb.explorer("DeliveryExplorer(")                     # the widget that cell displays
+        nb.choose(explorer, "exactly-once")                             # click; waits for the redraw
+        nb.table(explorer)[0]["charges"], nb.image_digest(explorer)     # read what it shows now
 
 Reading a failure
 -----------------
@@ -93,7 +115,8 @@ def _unavailable(reason: str) -> None:
 def chromium_executable() -> str:
     path = find_chromium()
     if path is None:
-        _unavailable("Chromium was not found (looked for chromium, chromium-browser, /usr/bin/chromium)")
+        looked = os.environ.get("EVBROKER_CHROMIUM") or "chromium, chromium-browser, /usr/bin/chromium"
+        _unavailable(f"Chromium was not found (looked for {looked})")
     try:
         import playwright.sync_api  # noqa: F401
     except ImportError:
