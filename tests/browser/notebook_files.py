@@ -26,7 +26,12 @@ def find_notebook(folder: str, number: str) -> Path | None:
 
 def read_committed(path: str | Path) -> dict:
     """The notebook as committed in the repository (nbformat JSON as a dict)."""
-    return json.loads((REPO / path).read_text(encoding="utf-8"))
+    return read_notebook(REPO / path)
+
+
+def read_notebook(path: Path) -> dict:
+    """Any notebook file as nbformat JSON (a dict)."""
+    return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
 def write_scratch_notebook(root: Path, name: str, cells: list) -> str:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import nbformat
 import pytest
 
-from .notebook_files import exercise_notebooks, find_notebook, read_committed, write_scratch_notebook
+from .notebook_files import exercise_notebooks, find_notebook, read_committed, read_notebook, write_scratch_notebook
 from .notebook_page import NotebookPage, problems
 
 pytestmark = pytest.mark.browser
@@ -163,14 +163,44 @@ def test_workflow_explorer_answers_clicks_in_jupyterlab(lab_root, open_notebook,
 # -------------------------------------------------------------------- an exercise's check cell
 
 
+def drive_check_cell(nb: NotebookPage, answer: int, check: int, solution: str, wrong: str | None = None) -> None:
+    """Run up to the check cell as shipped (stub), then with a wrong answer, then with the solution,
+    and read the check cell's feedback each time: a short verdict with points, never a traceback."""
+
+    def feedback() -> str:
+        text = nb.outputs(check).inner_text()
+        assert "Traceback" not in text, f"the check printed a traceback instead of feedback:\n{text}"
+        return text
+
+    nb.run_cells(list(range(check + 1)))  # one by one, as a learner does: the stub's error does not stop us
+    shown = feedback()
+    assert "✘" in shown and "Not answered yet" in shown, shown
+
+    if wrong is not None:
+        nb.set_source(answer, wrong)
+        nb.run_cells([answer, check])
+        shown = feedback()
+        assert "✘" in shown and "0/" in shown and "Not answered yet" not in shown, shown
+
+    nb.set_source(answer, solution)
+    nb.run_cells([answer, check])
+    shown = feedback()
+    assert "✔" in shown and "points" in shown and "✘" not in shown, shown
+    others = [p for p in problems(nb.report()) if not p.startswith((f"cell {answer} ", f"cell {check} "))]
+    assert others == [], others
+
+
 def _first_graded_check(exercise: dict) -> tuple[int, int]:
-    """(answer cell, check cell): the first cell that calls check(...) and the answer cell above it."""
+    """(answer cell, check cell): the first code cell that calls check(...) and the answer cell above it."""
     cells = exercise["cells"]
+
+    def nbgrader(cell: dict) -> dict:
+        return cell.get("metadata", {}).get("nbgrader", {})
+
     for i, cell in enumerate(cells):
-        meta = cell.get("metadata", {}).get("nbgrader", {})
-        if cell["cell_type"] == "code" and meta.get("grade") and "check(" in "".join(cell["source"]):
+        if cell["cell_type"] == "code" and nbgrader(cell).get("grade") and "check(" in "".join(cell["source"]):
             for j in range(i - 1, -1, -1):
-                if cells[j].get("metadata", {}).get("nbgrader", {}).get("solution") and cells[j]["cell_type"] == "code":
+                if cells[j]["cell_type"] == "code" and nbgrader(cells[j]).get("solution"):
                     return j, i
     raise AssertionError("no graded check cell with an answer cell above it")
 
@@ -179,19 +209,28 @@ def _first_graded_check(exercise: dict) -> tuple[int, int]:
 @pytest.mark.parametrize("exercise", EXERCISES[:1], ids=[p.stem for p in EXERCISES[:1]])
 def test_an_exercise_check_cell_shows_its_feedback(exercise, open_notebook):
     answer, check = _first_graded_check(read_committed(exercise))
-    solution = read_committed(f"solutions/{exercise.name}")
+    solution = read_committed(f"solutions/{exercise.name}")["cells"][answer]["source"]
     nb = open_notebook(exercise)
+    drive_check_cell(nb, answer, check, "".join(solution))
 
-    nb.run_cells(list(range(check + 1)))  # one by one, as a learner does: the stub's error does not stop us
-    feedback = nb.outputs(check).inner_text()
-    assert "✘" in feedback and "Not answered yet" in feedback, feedback
-    assert "Traceback" not in feedback, f"the check printed a traceback instead of feedback: {feedback}"
-    stub = nb.outputs(answer).inner_text()
-    assert "not written yet" in stub and "Traceback" not in stub, stub
 
-    nb.set_source(answer, "".join(solution["cells"][answer]["source"]))
-    nb.run_cells([answer, check])
-    feedback = nb.outputs(check).inner_text()
-    assert "✔" in feedback and "points" in feedback and "✘" not in feedback, feedback
-    others = [p for p in problems(nb.report()) if not p.startswith((f"cell {answer} ", f"cell {check} "))]
-    assert [p for p in others if "never ran" not in p] == [], others
+def test_a_check_cell_shows_its_feedback_in_jupyterlab(lab_root, open_notebook, screenshots):
+    """The grading feedback on a scratch exercise: not answered, wrong, right."""
+    grader = nbformat.v4.new_code_cell(
+        "from evbroker.grading import CheckFailed, check, register\n\n"
+        '@register("99-double", points=2, title="double it")\n'
+        "def _(double):\n"
+        "    if double(2) != 4:\n"
+        '        raise CheckFailed(f"double(2) gave {double(2)}, not twice 2")\n'
+    )
+    answer = nbformat.v4.new_code_cell("def double(x):\n    # YOUR CODE HERE\n    raise NotImplementedError()")
+    answer.metadata["nbgrader"] = {"solution": True, "grade": False, "grade_id": "99-double-answer", "locked": False}
+    graded = nbformat.v4.new_code_cell('check("99-double", double)')
+    graded.metadata["nbgrader"] = {"solution": False, "grade": True, "grade_id": "99-double", "points": 2}
+    path = write_scratch_notebook(lab_root, "exercise.ipynb", [grader, answer, graded])
+    nb = open_notebook(path)
+    assert _first_graded_check(read_notebook(lab_root / path)) == (1, 2)
+    drive_check_cell(
+        nb, 1, 2, solution="def double(x):\n    return 2 * x", wrong="def double(x):\n    return x + 2 + 1"
+    )
+    nb.screenshot(screenshots / "harness-exercise.png")
