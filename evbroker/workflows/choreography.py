@@ -16,9 +16,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from evbroker.core.faults import Faults
 from evbroker.errors import EvbrokerError, did_you_mean
-from evbroker.workflows.service import Service
+from evbroker.workflows.service import FaultPlan, Service, faults_by_name
 
 if TYPE_CHECKING:
     from evbroker.core.broker import Broker
@@ -90,22 +89,22 @@ class Choreography:
         self,
         b: Broker,
         *,
-        faults: Faults | None = None,
+        faults: FaultPlan = None,
         ack_timeout: float = 3.0,
     ) -> None:
         """Declare every event topic and install every service on broker ``b``.
 
-        ``faults`` apply to every service's workers. There is no ``attempts=`` here on
-        purpose: a message a service gives up on would need someone to notice, and in a
-        choreography nobody owns the whole flow, so the order would silently stall.
+        ``faults``: one ``eb.Faults`` for every service's workers, or a dict from service
+        name to its own faults. There is no ``attempts=`` here on purpose: a message a
+        service gives up on would need someone to notice, and in a choreography nobody owns
+        the whole flow, so the order would silently stall.
         """
-        if faults is not None and not isinstance(faults, Faults):
-            raise EvbrokerError(f"Choreography {self.name!r}: faults must be eb.Faults(...) or None (got {faults!r})")
+        plan = faults_by_name(faults, [s.name for s in self.services], f"Choreography {self.name!r}")
         for event in self.events:
             if event not in b.topics:
                 b.topic(event)
         for svc in self.services:
-            svc.install(b, faults=faults, ack_timeout=ack_timeout)
+            svc.install(b, faults=plan[svc.name], ack_timeout=ack_timeout)
 
     def start(
         self,

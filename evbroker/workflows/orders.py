@@ -24,6 +24,7 @@ A fault with probability 1 that stops every ack can never settle, and is refused
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import cached_property
 from typing import Any
 
@@ -257,7 +258,7 @@ def run_orders(
     style: str = "orchestration",
     failure: str = "none",
     orders: int = 3,
-    faults: Faults | None = None,
+    faults: Faults | Mapping[str, Faults] | None = None,
     seed: int = 0,
 ) -> OrderRun:
     """Run ``orders`` orders in ``style`` with ``failure``, ``faults`` on every worker, and ``seed``.
@@ -270,7 +271,9 @@ def run_orders(
 
     ``failure``: "none", "payment declined" (every order's card is declined) or "shipping
     unavailable" (every order goes where no carrier serves). ``faults``: an ``eb.Faults``
-    applied to every worker (every service, and the orchestrator). Same arguments, same trace.
+    applied to every worker (every service, and the orchestrator), or a dict from service
+    name ("inventory", "payment", "shipping", "email", "order-saga") to its own faults.
+    Same arguments, same trace.
     """
     if style not in STYLES:
         raise one_of("style", style, STYLES)
@@ -280,12 +283,27 @@ def run_orders(
         raise EvbrokerError(f"orders must be a whole number >= 1 (got {orders!r}); e.g. orders=3")
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise EvbrokerError(f"seed must be an int such as 0 or 42 (got {seed!r})")
-    if faults is not None:
-        if not isinstance(faults, Faults):
-            raise EvbrokerError(
-                f"faults must be eb.Faults(...) or None (got {faults!r}); e.g. faults=eb.Faults(crash_before_ack=0.3)"
-            )
+    if isinstance(faults, Faults):
         _check_can_settle(faults)
+    elif isinstance(faults, Mapping):
+        names = [ORDER_SAGA.name] if style == "orchestration" else []
+        names += [svc.name for svc in ORDER_SAGA.services]
+        for name, value in faults.items():
+            if name == ORDER_SAGA.name and style == "choreography":
+                raise EvbrokerError(
+                    f"faults for {name!r}: a choreography has no orchestrator; fault one of "
+                    f"{', '.join(names)}, or use style='orchestration'"
+                )
+            if name not in names:
+                raise one_of("faults: service", name, names)
+            if not isinstance(value, Faults):
+                raise EvbrokerError(f"faults[{name!r}] must be eb.Faults(...) (got {value!r})")
+            _check_can_settle(value)
+    elif faults is not None:
+        raise EvbrokerError(
+            f"faults must be eb.Faults(...), a dict such as {{'payment': eb.Faults(lose_ack=0.3)}}, or None "
+            f"(got {faults!r}); e.g. faults=eb.Faults(crash_before_ack=0.3)"
+        )
     b = Broker(seed=seed)
     if style == "orchestration":
         ORDER_SAGA.install(b, faults=faults, ack_timeout=ACK_TIMEOUT)

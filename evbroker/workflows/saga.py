@@ -37,9 +37,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from evbroker.core.faults import Faults
 from evbroker.errors import EvbrokerError, check_positive, did_you_mean
-from evbroker.workflows.service import Command, Reply, Service
+from evbroker.workflows.service import Command, FaultPlan, Reply, Service, faults_by_name
 
 if TYPE_CHECKING:
     from evbroker.core.broker import Broker
@@ -51,6 +50,9 @@ LOG = "saga"
 STEP_STATUSES = ("-", "running", "done", "failed", "unclear", "undoing", "undone")
 #: How a saga instance ends.
 OUTCOMES = ("completed", "compensated")
+#: How many times a dead-lettered command that cannot be undone is sent again before the
+#: saga stops the run with an error (rather than resending forever).
+MAX_RESENDS = 10
 
 
 @dataclass(frozen=True)
@@ -223,22 +225,27 @@ class Saga:
         self,
         b: Broker,
         *,
-        faults: Faults | None = None,
+        faults: FaultPlan = None,
         ack_timeout: float = 3.0,
         attempts: int | None = None,
     ) -> None:
         """Declare the orchestrator and every service not yet on broker ``b``.
 
-        ``faults`` apply to every worker installed here, the orchestrator included: it is a
-        consumer like any other. ``attempts`` is how many deliveries a command gets before
-        its service's queue dead-letters it back to the orchestrator (SQS ``maxReceiveCount``
-        with a redrive policy). ``None`` (the default) retries until the work is acked: every
-        delivery fault is drawn afresh on each delivery, so any fault with probability below
-        1 lets the command through eventually, and no step's outcome is ever unknown. With a
-        number, a step can end "unclear", and the saga compensates it (see the module doc).
+        ``faults``: one ``eb.Faults`` for every worker installed here, the orchestrator
+        included (it is a consumer like any other), or a dict from service name (the saga's
+        own name for the orchestrator) to its faults.
+
+        ``attempts`` is how many deliveries a command gets before its service's queue
+        dead-letters it back to the orchestrator (SQS ``maxReceiveCount`` with a redrive
+        policy). ``None`` (the default) retries until the work is acked: every delivery fault
+        is drawn afresh on each delivery, so any fault with probability below 1 lets the
+        command through eventually, and no step's outcome is ever unknown. With a number, a
+        step can end "unclear", and the saga compensates it (see the module doc).
+
+        Services already on ``b`` (installed before, e.g. with their own settings) are left
+        as they are; their dead letters go wherever they were installed to send them.
         """
-        if faults is not None and not isinstance(faults, Faults):
-            raise EvbrokerError(f"Saga {self.name!r}: faults must be eb.Faults(...) or None (got {faults!r})")
+        plan = faults_by_name(faults, [self.name, *(s.name for s in self.services)], f"Saga {self.name!r}")
         if attempts is not None and (isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1):
             raise EvbrokerError(
                 f"Saga {self.name!r}: attempts must be None (retry until done) or a whole number >= 1 "
@@ -257,7 +264,7 @@ class Saga:
             if svc.name not in b.queues:
                 svc.install(
                     b,
-                    faults=faults,
+                    faults=plan[svc.name],
                     ack_timeout=timeout,
                     max_deliveries=attempts,
                     dead_letter=self.name if attempts is not None else None,
@@ -267,7 +274,7 @@ class Saga:
             self._orchestrate(b, msg, ctx)
 
         orchestrate.__name__ = f"{self.name}_orchestrator"
-        b.worker(self.name, orchestrate, service_time=self.service_time, faults=faults)
+        b.worker(self.name, orchestrate, service_time=self.service_time, faults=plan[self.name])
 
     def start(self, b: Broker, instance: str, data: Any = None, *, at: float | None = None, by: str = "client") -> str:
         """Start instance ``instance`` with ``data``: published to ``starts_on``, or straight to the saga's queue."""
@@ -406,6 +413,15 @@ class _Decision:
             return
         # It cannot be undone (or it is an undo itself): ask again. The service dedupes, so a
         # command that did happen is not done twice.
+        resends = sum(1 for _, step, status, _ in self.state.history if step == cmd.step and status == "resent")
+        if resends >= MAX_RESENDS:
+            svc = step.service.name  # type: ignore[union-attr]
+            raise EvbrokerError(
+                f"saga {self.saga.name!r}, instance {self.instance!r}: {svc}.{cmd.command} (step {cmd.step!r}, "
+                f"{cmd.phase}) was dead-lettered {resends + 1} times and cannot be undone, so the saga can neither "
+                f"finish nor compensate. Fix the service's faults, install with more attempts= (or None), or give "
+                f"the step a compensation."
+            )
         self.claim(cmd.step, cmd.phase, "resend", self.msg.id)
         self.ctx.publish(step.service.name, cmd, key=self.instance)  # type: ignore[union-attr]
         self.log(cmd.step, "resent", f"{cmd.command} dead-lettered: asked again")

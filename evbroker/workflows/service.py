@@ -20,7 +20,7 @@ worker turns it into an answer (a failed reply, or a failure event) instead of a
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -380,6 +380,31 @@ class Service:
         if self._reactions:
             parts.append(f"reacts to={list(self._reactions)}")
         return f"<Service {self.name!r} {' '.join(parts) or '(nothing declared yet)'}>"
+
+
+FaultPlan = Faults | Mapping[str, Faults] | None
+"""Faults for an install: one ``eb.Faults`` for every worker, or a mapping from service name
+(the orchestrator counts as a service, under the saga's name) to its own ``eb.Faults``."""
+
+
+def faults_by_name(faults: FaultPlan, names: Sequence[str], where: str) -> dict[str, Faults | None]:
+    """Resolve a :data:`FaultPlan` into one ``Faults`` (or None) per name, checking every key and value."""
+    if faults is None or isinstance(faults, Faults):
+        return dict.fromkeys(names, faults)
+    if not isinstance(faults, Mapping):
+        raise EvbrokerError(
+            f"{where}: faults must be eb.Faults(...), a dict such as {{'payment': eb.Faults(lose_ack=0.3)}}, "
+            f"or None (got {faults!r})"
+        )
+    for name, value in faults.items():
+        if name not in names:
+            raise EvbrokerError(
+                f"{where}: faults for {name!r}, which is not one of its services{did_you_mean(name, names)}; "
+                f"services: {', '.join(names)}"
+            )
+        if not isinstance(value, Faults):
+            raise EvbrokerError(f"{where}: faults[{name!r}] must be eb.Faults(...) (got {value!r})")
+    return {n: faults.get(n) for n in names}
 
 
 def _run_work(fn: Work, data: Any, ctx: Context, where: str) -> Any:
