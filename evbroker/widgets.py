@@ -15,5 +15,6 @@ from evbroker.views.delivery_explorer import DeliveryExplorer
 from evbroker.views.explorer import Explorer
 from evbroker.views.queue_explorer import QueueExplorer
 from evbroker.views.quiz import Quiz
+from evbroker.views.workflow_explorer import WorkflowExplorer
 
-__all__ = ["DeliveryExplorer", "Explorer", "QueueExplorer", "Quiz"]
+__all__ = ["DeliveryExplorer", "Explorer", "QueueExplorer", "Quiz", "WorkflowExplorer"]

@@ -13,7 +13,7 @@ from evbroker.core.broker import GUARANTEES, Broker
 from evbroker.core.message import Context, Message
 from evbroker.views import style
 from evbroker.views import timeline as tl
-from evbroker.views.explorer import Explorer, axes_at, html_table
+from evbroker.views.explorer import Explorer, html_table
 
 GUARANTEE_STORIES = {
     "at-most-once": "the broker forgets a payment as soon as it sends it (auto-ack)",
@@ -110,6 +110,6 @@ class DeliveryExplorer(Explorer):
         lay = tl.layout(b.trace)
         self.figure.set_size_inches(*tl.figsize(len(lay.lanes)))
         left, right = tl.margins(lay)
-        ax = axes_at(self.figure, left=left, right=right, top=0.35, bottom=0.5)
+        ax = self.axes("timeline", left=left, right=right, top=0.35, bottom=0.5)
         title = f"{self.guarantee.value} \u00b7 {self.fault.value} \u00b7 seed {self.seed.value}"
         self.paste_legend(tl.draw(ax, lay, title=title, trace=b.trace, legend=False), ax)

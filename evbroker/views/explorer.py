@@ -40,13 +40,14 @@ class Explorer(widgets.VBox):
     figsize: tuple[float, float] = (style.NOTEBOOK_WIDTH, 4.0)
 
     def __init__(self, controls: list[widgets.Widget], *, header: str = "") -> None:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
+
+        from evbroker.views.glyphs import FastCanvas
 
         self.controls = controls
         # no layout engine: it would draw every figure twice; subclasses place axes in inches
         self.figure = Figure(figsize=self.figsize, dpi=style.WIDGET_DPI)
-        FigureCanvasAgg(self.figure)
+        FastCanvas(self.figure)
         self.image = widgets.Image(format="png", layout=widgets.Layout(max_width="100%", height="auto"))
         self.summary_html = widgets.HTML()
         self.errors = widgets.Output(layout=widgets.Layout(border="0"))
@@ -55,6 +56,7 @@ class Explorer(widgets.VBox):
         self.error: BaseException | None = None
         self.png: bytes = b""
         self.updates = 0
+        self._axes: dict[str, Any] = {}
         head = [widgets.HTML(header)] if header else []
         rows = self.control_rows()
         super().__init__([*head, *rows, self.summary_html, self.image, self.errors])
@@ -90,7 +92,8 @@ class Explorer(widgets.VBox):
         try:
             result = self.compute()
             summary, text = self.summarise(result)
-            self.figure.clear()
+            for picture in list(self.figure.images):  # the pasted legend
+                picture.remove()
             self.draw(result)
             png = self.render()
         except Exception as exc:  # shown to the learner, never swallowed
@@ -117,6 +120,26 @@ class Explorer(widgets.VBox):
             buf, format="png", compress_level=1
         )
         return buf.getvalue()
+
+    def axes(
+        self, name: str, *, left: float, right: float, top: float, bottom: float, band: tuple[float, float] = (0.0, 1.0)
+    ) -> Any:
+        """The explorer's axes called ``name``, placed by margins in inches and emptied.
+
+        Axes are made once and reused: emptying them keeps their ticks, which matplotlib would
+        otherwise rebuild on every redraw (a good part of the time a redraw takes).
+        """
+        width, height = self.figure.get_size_inches()
+        x0, x1 = left / width, 1 - right / width
+        y0, y1 = band[0] + bottom / height, band[1] - top / height
+        box = (x0, y0, max(x1 - x0, 0.05), max(y1 - y0, 0.05))
+        ax = self._axes.get(name)
+        if ax is None:
+            ax = self._axes[name] = self.figure.add_axes(box)
+        else:
+            wipe(ax)
+            ax.set_position(box)
+        return ax
 
     def paste_legend(self, handles: list[Any], ax: Any) -> None:
         """Put the timeline's legend right of ``ax`` as a pre-drawn picture.
@@ -196,6 +219,20 @@ class Explorer(widgets.VBox):
         for child in [*self.controls, self.image, self.summary_html, self.errors]:
             child.close()
         super().close()
+
+
+def wipe(ax: Any) -> None:
+    """Remove what was drawn on ``ax`` (artists, legend, title, labels) but keep the axes and ticks."""
+    for artist in [*ax.collections, *ax.texts, *ax.lines, *ax.patches, *ax.images, *ax.artists]:
+        artist.remove()
+    if ax.get_legend() is not None:
+        ax.get_legend().remove()
+    ax.set_title("", loc="left")
+    ax.set_xlabel("")
+    ax.set_ylabel("")
+    ax.relim()
+    ax.autoscale(True)
+    ax.set_axis_on()
 
 
 def axes_at(

@@ -161,8 +161,8 @@ def flow(source: Any, ax: Any = None, *, workers: bool = False, title: str | Non
     for a, b, data in g.edges(data=True):
         back = column[b] <= column[a]
         both = g.has_edge(b, a)
-        rad = 0.35 if back and not both else 0.12 if both else 0.0
-        width = 0.8 + 3.2 * (data["messages"] / most)
+        rad = -0.3 if back and not both else 0.12 if both else 0.0
+        width = 0.8 + 2.4 * (data["messages"] / most) ** 0.5
         arrow = FancyArrowPatch(
             pos[a],
             pos[b],
@@ -213,7 +213,17 @@ def flow(source: Any, ax: Any = None, *, workers: bool = False, title: str | Non
         text = n
         if data.get("workers", 0) > 1:
             text += f"\n({data['workers']} workers)"
-        ax.text(pos[n][0], pos[n][1] - 0.22, text, fontsize=8.5, ha="center", va="top", zorder=5)
+        ax.annotate(
+            text,
+            pos[n],
+            xytext=(0, -13),
+            textcoords="offset points",
+            fontsize=8.5,
+            ha="center",
+            va="top",
+            zorder=5,
+            bbox=dict(boxstyle="round,pad=0.1", fc="white", ec="none", alpha=0.75),
+        )
     others = sorted({r for _, r in g.nodes(data="role")} - set(NODE_SHAPES))
     for role in others:
         names = [n for n, r in g.nodes(data="role") if r == role]

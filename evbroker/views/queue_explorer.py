@@ -13,7 +13,7 @@ from evbroker.core.trace import Trace
 from evbroker.views import style
 from evbroker.views import timeline as tl
 from evbroker.views.depth import queue_depth
-from evbroker.views.explorer import Explorer, axes_at, html_table
+from evbroker.views.explorer import Explorer, html_table
 from evbroker.views.lanes import lanes
 from evbroker.views.sources import worker_queues
 
@@ -33,6 +33,16 @@ def per_worker(trace: Trace) -> dict[str, int]:
         if e.kind == "complete":
             counts[e.actor] = counts.get(e.actor, 0) + 1
     return counts
+
+
+def crew(mode: str, workers: int) -> str:
+    """Who reads, in words: what the workers slider means in each mode."""
+    plural = "s" if workers != 1 else ""
+    if mode == "queue":
+        return f"{workers} competing worker{plural}"
+    if mode == "pub/sub":
+        return f"{workers} subscribing service{plural}, one worker each"
+    return f"3 services \u00d7 {workers} worker{plural}"
 
 
 class QueueExplorer(Explorer):
@@ -88,12 +98,14 @@ class QueueExplorer(Explorer):
         fig.set_size_inches(style.NOTEBOOK_WIDTH, top_h + bottom_h)
         split = bottom_h / (top_h + bottom_h)
         left_in, right_in = tl.margins(lay)
-        ax = axes_at(fig, left=left_in, right=right_in, top=0.35, bottom=0.5, band=(split, 1.0))
-        title = f"{self.mode.value}: {self.workers.value} workers, {self.messages.value} messages"
+        ax = self.axes("timeline", left=left_in, right=right_in, top=0.35, bottom=0.5, band=(split, 1.0))
+        title = f"{self.mode.value}: {crew(self.mode.value, self.workers.value)}, {self.messages.value} messages"
         self.paste_legend(tl.draw(ax, lay, title=title, trace=b.trace, legend=False), ax)
         middle = style.NOTEBOOK_WIDTH * 0.4
-        left = axes_at(fig, left=1.3, right=style.NOTEBOOK_WIDTH - middle + 0.3, top=0.35, bottom=0.5, band=(0, split))
-        right = axes_at(fig, left=middle + 0.6, right=0.3, top=0.35, bottom=0.5, band=(0, split))
+        left = self.axes(
+            "consumers", left=1.3, right=style.NOTEBOOK_WIDTH - middle + 0.3, top=0.35, bottom=0.5, band=(0, split)
+        )
+        right = self.axes("depth", left=middle + 0.6, right=0.3, top=0.35, bottom=0.5, band=(0, split))
         counts = per_worker(b.trace)
         owners = worker_queues(b.trace)
         names = list(counts)

@@ -106,9 +106,10 @@ class Quiz(widgets.VBox):
             raise EvbrokerError(
                 f"quiz.answer: question {question} has choices 0 to {n - 1} (got {choice!r}); indexes start at 0"
             )
-        self.pickers[question].value = choice  # runs _picked through the observer
-        if self.picked.get(question) != choice:  # the same value again: no change event
+        if self.pickers[question].value == choice:  # the same value again sends no change event
             self._picked(question, choice)
+        else:
+            self.pickers[question].value = choice  # runs _picked through the observer
         return choice == self.questions[question]["answer"]
 
     def _picked(self, i: int, choice: int | None) -> None:

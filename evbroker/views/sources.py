@@ -71,3 +71,29 @@ def message_order(trace: Trace) -> dict[str, int]:
         if e.msg is not None and e.msg not in order:
             order[e.msg] = len(order)
     return order
+
+
+def chains(trace: Trace) -> dict[str, str]:
+    """Each message id with the id of the message that started its chain of causes.
+
+    A message a worker publishes is caused by the message that worker just finished (the core
+    commits a handler's publications the instant its processing completes). Following causes
+    back leads to a message published by a producer: an order placed, say, whose commands,
+    replies and events all belong to it.
+    """
+    root: dict[str, str] = {}
+    finished: dict[str, tuple[float, str]] = {}
+    for e in trace:
+        if e.msg is None:
+            continue
+        if e.kind == "complete":
+            finished[e.actor] = (e.time, e.msg)
+        elif e.kind == "publish" and e.msg not in root:
+            cause = finished.get(e.actor)
+            if cause is not None and cause[0] == e.time:
+                root[e.msg] = root.get(cause[1], cause[1])
+            else:
+                root[e.msg] = e.msg
+        else:
+            root.setdefault(e.msg, e.msg)
+    return root

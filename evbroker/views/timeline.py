@@ -13,13 +13,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from evbroker.core.trace import Trace
-from evbroker.errors import EvbrokerError
+from evbroker.errors import EvbrokerError, one_of
 from evbroker.views import style
 from evbroker.views.lanes import Lane, lanes
-from evbroker.views.sources import as_trace, message_order
+from evbroker.views.sources import actor_roles, as_trace, chains, message_order
 
 #: Up to this many messages (in the window shown) every bar, marker and hop gets its label.
 FULL_LABELS_UP_TO = 12
+#: Past FULL_LABELS_UP_TO messages, effects still get their names up to this many of them.
+EFFECT_NAMES_UP_TO = 40
+COLOUR_BY = ("auto", "message", "chain")
+#: Up to this many chains get a line each in the legend.
+CHAIN_LEGEND_UP_TO = 6
 #: How far a zero-time hop leans, as a fraction of the time shown.
 SLANT = 0.014
 #: How far apart (in slants) two markers of one message at one instant are drawn.
@@ -64,6 +69,8 @@ class Layout:
     points: dict[str, list[tuple[float, float]]] = field(default_factory=lambda: defaultdict(list))
     # copies waiting in a queue: (x0, x1, lane, colour)
     waits: list[tuple[float, float, float, str]] = field(default_factory=list)
+    # colour per chain (the producer's message that started it), when colouring by chain
+    chains: dict[str, str] = field(default_factory=dict)
     # labels: (x, y, text, kind) where kind says how to place it
     labels: list[tuple[float, float, str, str]] = field(default_factory=list)
 
@@ -78,14 +85,20 @@ def _label(msg: str | None, attempt: int | None) -> str:
     return msg if not attempt or attempt == 1 else f"{msg} \u00b7 try {attempt}"
 
 
-def layout(trace: Trace, window: tuple[float, float] | None = None) -> Layout:
+def layout(trace: Trace, window: tuple[float, float] | None = None, colour_by: str = "auto") -> Layout:
     """Work out every arrow, bar and marker of the timeline of ``trace``.
 
     Hops (publish, route, deliver, ack) take no virtual time in the model. So that a reader can
     follow them, a hop is drawn leaning forward by a small ``slant`` of time, and the next hop of
     the same message starts where the previous one ended; hops that begin at the same instant
     from the same actor (a burst of publishes) fan out by half a slant each, a few at most.
+
+    ``colour_by``: ``"message"`` gives every message its own colour; ``"chain"`` gives a
+    message the colour of the producer's message that caused it (an order and every command,
+    reply and event it led to); ``"auto"`` picks "chain" when workers publish, else "message".
     """
+    if colour_by not in COLOUR_BY:
+        raise one_of("timeline: colour_by", colour_by, COLOUR_BY)
     lane_list = lanes(trace)
     y = {lane.name: i for i, lane in enumerate(lane_list)}
     times = [e.time for e in trace]
@@ -97,7 +110,14 @@ def layout(trace: Trace, window: tuple[float, float] | None = None) -> Layout:
         span = 1.0
     d = SLANT * span
     out = Layout(lane_list, d, t0, t1, message_order(trace), window)
-    colours = {m: style.message_colour(i) for m, i in out.messages.items()}
+    roots = chains(trace)
+    caused = any(r != m for m, r in roots.items())
+    if colour_by == "chain" or (colour_by == "auto" and caused):
+        firsts = list(dict.fromkeys(roots[m] for m in out.messages))
+        out.chains = {r: style.message_colour(i) for i, r in enumerate(firsts)}
+        colours = {m: out.chains[roots[m]] for m in out.messages}
+    else:
+        colours = {m: style.message_colour(i) for m, i in out.messages.items()}
     cursor: dict[tuple[str, str | None], float] = {}
     stagger: dict[tuple[str, float], dict[str, int]] = {}
     # open processing spans by (worker, message): a worker holds one copy at a time
@@ -106,6 +126,8 @@ def layout(trace: Trace, window: tuple[float, float] | None = None) -> Layout:
     barred: set[tuple[str, str | None, int | None]] = set()
     queued: dict[tuple[str | None, str | None], float] = {}
     delivered: dict[tuple[str | None, str | None], tuple[float, int]] = {}
+    effects_at: dict[tuple[str, str | None], tuple[float, int]] = {}
+    roles = actor_roles(trace)
 
     def start(actor: str, msg: str | None, key: tuple[str, str | None], t: float) -> float:
         """Where a hop or marker of ``msg`` at time ``t`` begins."""
@@ -155,8 +177,9 @@ def layout(trace: Trace, window: tuple[float, float] | None = None) -> Layout:
             if e.to in y and trace.actors.get(e.to, "queue") == "queue":
                 cursor[(m, e.to)] = x1
                 queued[(m, e.to)] = x1
-            text = m + (f" ({e.detail})" if e.detail else "")
-            out.labels.append((x0, y.get(e.actor, 0), text, "publish"))
+            if roles.get(e.actor) == "producer":  # a worker's publish is named by the bar it feeds
+                text = m + (f" ({e.detail})" if e.detail else "")
+                out.labels.append((x0, y.get(e.actor, 0), text, "publish"))
         elif kind == "route":
             x0 = max(e.time, cursor.get((m, None), e.time))
             cursor[(m, e.to)] = queued[(m, e.to)] = arrow("hop", x0, e.actor, e.to, colour)
@@ -198,8 +221,16 @@ def layout(trace: Trace, window: tuple[float, float] | None = None) -> Layout:
                 out.down.append((began, e.time, y[e.actor]))
         elif kind == "effect":
             x = max(e.time, cursor.get((m, q), e.time))
-            name = (e.data or {}).get("name", "effect")
-            point(kind, x, e.actor, (m, q), str(name))
+            name = str((e.data or {}).get("name", "effect"))
+            previous = effects_at.get((e.actor, m))
+            if previous is not None and previous[0] == e.time:  # one handler, several effects: one star
+                index = previous[1]
+                px, py, text, k = out.labels[index]
+                if name not in text.split(", "):
+                    out.labels[index] = (px, py, f"{text}, {name}", k)
+            else:
+                point(kind, x, e.actor, (m, q), name)
+                effects_at[(e.actor, m)] = (e.time, len(out.labels) - 1)
         elif kind in ("ack", "late-ack", "ack-lost"):
             x0 = max(e.time, cursor.get((m, q), e.time))
             if kind == "ack":
@@ -248,6 +279,7 @@ def timeline(
     window: tuple[float, float] | None = None,
     title: str | None = None,
     legend: bool = True,
+    colour_by: str = "auto",
 ) -> Any:
     """Draw a run as a swimlane diagram and return the matplotlib ``Axes``.
 
@@ -268,6 +300,9 @@ def timeline(
       ``FULL_LABELS_UP_TO`` messages are shown and leaves them out for bigger runs; ``True``
       or ``False`` force it.
     - ``window=(t0, t1)``: show only that stretch of time (zoom into a big run).
+    - ``colour_by``: ``"message"`` (each message its own colour), ``"chain"`` (each message
+      the colour of the producer's message that led to it: one colour per order in a
+      workflow), or ``"auto"`` (chain when workers publish messages of their own).
     """
     import matplotlib.pyplot as plt
 
@@ -278,7 +313,7 @@ def timeline(
         if not (isinstance(window, (tuple, list)) and len(window) == 2 and window[0] < window[1]):
             raise EvbrokerError(f"timeline: window must be a pair (t0, t1) with t0 < t1 (got {window!r})")
         window = (float(window[0]), float(window[1]))
-    lay = layout(trace, window)
+    lay = layout(trace, window, colour_by)
     if ax is None:
         _, ax = plt.subplots(figsize=figsize(len(lay.lanes)), layout="constrained")
     draw(ax, lay, labels=labels, title=title, legend=legend, trace=trace)
@@ -287,7 +322,8 @@ def timeline(
 
 def figsize(n_lanes: int, width: float = style.NOTEBOOK_WIDTH) -> tuple[float, float]:
     """A figure size that gives every lane room to breathe at notebook width."""
-    return (width, max(2.6, 1.1 + 0.42 * n_lanes))
+    per_lane = 0.42 if n_lanes <= 10 else 0.32
+    return (width, max(2.6, 1.1 + per_lane * n_lanes))
 
 
 def _shown_messages(lay: Layout, trace: Trace) -> int:
@@ -432,6 +468,10 @@ def draw(
                 )
             )
 
+    if lay.chains and len(lay.chains) <= CHAIN_LEGEND_UP_TO:
+        for root, colour in lay.chains.items():
+            handles.append(Line2D([], [], color=colour, lw=5, label=f"{root} and all it caused"))
+
     # point markers, one scatter per kind, in the order of the KINDS table
     for kind, mk in style.MARKERS.items():
         pts = lay.points.get(kind)
@@ -465,17 +505,11 @@ def draw(
     # labels
     if full:
         _draw_labels(ax, lay)
-    elif shown > FULL_LABELS_UP_TO:
-        ax.text(
-            1.0,
-            1.01,
-            f"{shown} messages: ids left out (labels=True forces them, window=(t0, t1) zooms in)",
-            transform=ax.transAxes,
-            ha="right",
-            va="bottom",
-            fontsize=7.5,
-            color=style.FAINT,
-        )
+    elif labels == "auto" and len(lay.points.get("effect", ())) <= EFFECT_NAMES_UP_TO:
+        _draw_effect_names(ax, lay)
+    note = ""
+    if not full and shown > FULL_LABELS_UP_TO:
+        note = f"        ({shown} messages: ids left out; labels=True shows them, window=(t0, t1) zooms in)"
 
     # axes
     ax.set_ylim(n - 0.5, -0.85 if full else -0.5)
@@ -497,7 +531,7 @@ def draw(
             gid=f"lane:{lane.name}",
             clip_on=False,
         )
-    ax.set_xlabel("virtual time", fontsize=9)
+    ax.set_xlabel("virtual time" + note, fontsize=9)
     ax.tick_params(axis="x", labelsize=8)
     for side in ("top", "right", "left"):
         ax.spines[side].set_visible(False)
@@ -550,6 +584,15 @@ def _lane_text(lane: Lane) -> str:
     if lane.role == "topic":
         return f"{lane.name} (topic)"
     return f"{lane.name} ({lane.role})"
+
+
+def _draw_effect_names(ax: Any, lay: Layout) -> None:
+    """Only the effects' names, each dropped when it repeats the one before it on its lane."""
+    before: dict[float, str] = {}
+    for x, yy, text, kind in lay.labels:
+        if kind == "effect" and before.get(yy) != text:
+            before[yy] = text
+            ax.text(x, yy + 0.2, text, fontsize=7, ha="center", va="top", color=style.INK, zorder=7, clip_on=True)
 
 
 def _draw_labels(ax: Any, lay: Layout) -> None:
