@@ -40,7 +40,12 @@ class Choreography:
             raise EvbrokerError(
                 f"Choreography {name!r}: services must be a non-empty list of Service(...) (got {services!r})"
             )
-        starts = [starts_on] if isinstance(starts_on, str) else list(starts_on)
+        if isinstance(starts_on, str):
+            starts = [starts_on]
+        elif isinstance(starts_on, (list, tuple)):
+            starts = list(starts_on)
+        else:
+            starts = []
         if not starts or not all(isinstance(s, str) and s.strip() for s in starts):
             raise EvbrokerError(
                 f"Choreography {name!r}: starts_on must name the event(s) that start the flow, "
