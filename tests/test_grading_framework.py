@@ -35,6 +35,7 @@ from evbroker.grading import (
     score,
     trials,
 )
+from evbroker.grading.__main__ import main as grading_main
 from evbroker.grading.cells import metadata, validate_solution
 from evbroker.grading.execution import CellRun, NotebookRun, run_notebook
 from evbroker.grading.friendly import MESSAGE
@@ -508,17 +509,10 @@ def test_self_check_command_on_an_unanswered_exercise(exercise):
     assert "you changed the check cell '99-charges'" in result.stdout
 
 
-def test_validate_command_reports_problems_with_a_nonzero_exit(tmp_path):
+def test_validate_command_reports_problems_with_a_nonzero_exit(tmp_path, capsys):
     nb = read_notebook(SOLUTION)
     nb.cells.insert(0, new_markdown_cell("### BEGIN SOLUTION\n### END SOLUTION"))
     write_notebook(nb, tmp_path / SOLUTION.name)
-    env = {**os.environ, "PYTHONPATH": str(FIXTURES)}
-    command = [
-        sys.executable,
-        "-c",
-        "import fixture_checks, sys; from evbroker.grading.__main__ import main; sys.exit(main())",
-    ]
-    ok = subprocess.run([*command, "validate", str(SOLUTION)], capture_output=True, text=True, env=env)
-    bad = subprocess.run([*command, "validate", str(tmp_path / SOLUTION.name)], capture_output=True, text=True, env=env)
-    assert (ok.returncode, bad.returncode) == (0, 1), (ok.stderr, bad.stderr)
-    assert "cell 1: has solution markers but no nbgrader metadata" in bad.stderr
+    assert grading_main(["validate", str(SOLUTION)]) == 0
+    assert grading_main(["validate", str(tmp_path / SOLUTION.name)]) == 1
+    assert "cell 1: has solution markers but no nbgrader metadata" in capsys.readouterr().err
