@@ -50,8 +50,8 @@ LOG = "saga"
 STEP_STATUSES = ("-", "running", "done", "failed", "unclear", "undoing", "undone")
 #: How a saga instance ends.
 OUTCOMES = ("completed", "compensated")
-#: How many times a dead-lettered command that cannot be undone is sent again before the
-#: saga stops the run with an error (rather than resending forever).
+#: How many times, by default, a dead-lettered command that cannot be undone is sent again
+#: before the saga stops the run with an error (rather than resending forever).
 MAX_RESENDS = 10
 
 
@@ -171,10 +171,18 @@ class Saga:
     ``starts_on`` is a topic whose events start an instance (the business key of the event
     is the instance id; its payload is the instance's data); without it, use :meth:`start`.
     ``service_time`` is how long the orchestrator takes to decide on one message.
+    ``max_resends`` bounds how often a dead-lettered command that cannot be undone is sent
+    again (a retry policy's maximum attempts); past it the run stops with an error.
     """
 
     def __init__(
-        self, name: str, steps: Sequence[Step], *, starts_on: str | None = None, service_time: float = 0.5
+        self,
+        name: str,
+        steps: Sequence[Step],
+        *,
+        starts_on: str | None = None,
+        service_time: float = 0.5,
+        max_resends: int = MAX_RESENDS,
     ) -> None:
         if not isinstance(name, str) or not name.strip():
             raise EvbrokerError(f"Saga needs a name such as 'order-saga' (got {name!r})")
@@ -195,10 +203,13 @@ class Saga:
         if starts_on is not None and (not isinstance(starts_on, str) or not starts_on.strip()):
             raise EvbrokerError(f"Saga {name!r}: starts_on must be a topic name such as 'order.placed' or None")
         check_positive(f"Saga {name!r}: service_time", service_time, hint="; it is how long the orchestrator takes")
+        if isinstance(max_resends, bool) or not isinstance(max_resends, int) or max_resends < 0:
+            raise EvbrokerError(f"Saga {name!r}: max_resends must be a whole number >= 0 (got {max_resends!r})")
         self.name = name
         self.steps: tuple[Step, ...] = tuple(steps)
         self.starts_on = starts_on
         self.service_time = float(service_time)
+        self.max_resends = max_resends
         self._index = {s.name: i for i, s in enumerate(self.steps)}
 
     @property
@@ -414,7 +425,7 @@ class _Decision:
         # It cannot be undone (or it is an undo itself): ask again. The service dedupes, so a
         # command that did happen is not done twice.
         resends = sum(1 for _, step, status, _ in self.state.history if step == cmd.step and status == "resent")
-        if resends >= MAX_RESENDS:
+        if resends >= self.saga.max_resends:
             svc = step.service.name  # type: ignore[union-attr]
             raise EvbrokerError(
                 f"saga {self.saga.name!r}, instance {self.instance!r}: {svc}.{cmd.command} (step {cmd.step!r}, "
