@@ -17,6 +17,9 @@ from evbroker.views.sources import actor_roles, as_trace, worker_queues
 #: Node shape per role (shapes, not only colours, tell roles apart).
 NODE_SHAPES = {"producer": ">", "topic": "h", "queue": "s", "worker": "o"}
 NODE_COLOURS = {"producer": "#E69F00", "topic": "#56B4E9", "queue": "#009E73", "worker": "#CC79A7"}
+OTHER_SHAPE, OTHER_COLOUR = "D", "#F0E442"
+#: How far (points) an arrow stops short of the node it leaves or reaches.
+NODE_GAP = 15
 ROLE_NAMES = {
     "producer": "producer",
     "topic": "topic (pub/sub)",
@@ -135,7 +138,7 @@ def _mean_row(g: Any, n: str, row: dict[str, float], column: dict[str, int], c: 
     return sum(senders) / len(senders) if senders else float("inf")
 
 
-def flow(source: Any, ax: Any = None, *, workers: bool = False, title: str | None = None) -> Flow:
+def flow(source: Any, ax: Any = None, *, workers: bool = False, title: str | None = None, legend: bool = True) -> Flow:
     """Draw who talks to whom, left to right, and return ``Flow(ax, graph)``.
 
     ``source`` is a Broker, a Trace or a workflow run. Each service (a queue and its workers)
@@ -144,10 +147,10 @@ def flow(source: Any, ax: Any = None, *, workers: bool = False, title: str | Non
     layout is by distance from the producers, so it is the same on every run: a choreography
     reads as a chain of services passing events on, an orchestration as one hub (the
     orchestrator) with every service talking only to it. ``workers=True`` draws each worker
-    as its own node fed by its queue.
+    as its own node fed by its queue. ``legend=False`` leaves the legend out
+    (:func:`legend_handles` gives its entries).
     """
     import matplotlib.pyplot as plt
-    from matplotlib.lines import Line2D
     from matplotlib.patches import FancyArrowPatch
 
     trace = as_trace(source, "eb.plot.flow")
@@ -156,32 +159,42 @@ def flow(source: Any, ax: Any = None, *, workers: bool = False, title: str | Non
     if ax is None:
         rows = max((sum(1 for p in pos.values() if p[0] == c) for c in {p[0] for p in pos.values()}), default=1)
         _, ax = plt.subplots(figsize=(style.NOTEBOOK_WIDTH, max(2.4, 1.0 + 0.8 * rows)), layout="constrained")
+    xs = [p[0] for p in pos.values()] or [0.0]
+    ys = [p[1] for p in pos.values()] or [0.0]
+    ax.set_xlim(min(xs) - 0.5, max(xs) + 0.5)
+    ax.set_ylim(min(ys) - 0.75, max(ys) + 0.5)
+    ax.set_axis_off()
     column = layers(g)
     most = max((m for _, _, m in g.edges(data="messages")), default=1)
+    to_screen, to_data = ax.transData, ax.transData.inverted()
+    gap = NODE_GAP * ax.figure.dpi / 72
     for a, b, data in g.edges(data=True):
         back = column[b] <= column[a]
         both = g.has_edge(b, a)
         rad = -0.3 if back and not both else 0.12 if both else 0.0
         width = 0.8 + 2.4 * (data["messages"] / most) ** 0.5
+        # stop short of both nodes (computed once here: matplotlib's own shrinking is slow)
+        (sxa, sya), (sxb, syb) = to_screen.transform([pos[a], pos[b]])
+        length = max(((sxb - sxa) ** 2 + (syb - sya) ** 2) ** 0.5, 1e-9)
+        ux, uy = (sxb - sxa) / length * gap, (syb - sya) / length * gap
+        start, end = to_data.transform([(sxa + ux, sya + uy), (sxb - ux, syb - uy)])
         arrow = FancyArrowPatch(
-            pos[a],
-            pos[b],
+            tuple(start),
+            tuple(end),
             connectionstyle=f"arc3,rad={rad}",
             arrowstyle="-|>",
             mutation_scale=12,
             linewidth=width,
             color=style.INK,
             alpha=0.55,
-            shrinkA=16,
-            shrinkB=16,
+            shrinkA=0,
+            shrinkB=0,
             zorder=2,
         )
         ax.add_patch(arrow)
-        (xa, ya), (xb, yb) = pos[a], pos[b]
-        mx, my = (xa + xb) / 2, (ya + yb) / 2
-        # the label sits on the arc: offset the midpoint perpendicular to the chord by rad
-        dx, dy = xb - xa, yb - ya
-        mx, my = mx + rad * dy / 2 * 1.0, my - rad * dx / 2 * 1.0
+        # the label sits on the arc: arc3 bends the chord's midpoint by rad / 2 of it, on screen
+        dx, dy = sxb - sxa, syb - sya
+        mx, my = to_data.transform(((sxa + sxb) / 2 + rad * dy / 2, (sya + syb) / 2 - rad * dx / 2))
         ax.text(
             mx,
             my,
@@ -190,21 +203,19 @@ def flow(source: Any, ax: Any = None, *, workers: bool = False, title: str | Non
             ha="center",
             va="center",
             color=style.INK,
-            bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.9),
+            bbox=dict(boxstyle="square,pad=0.15", fc="white", ec="none", alpha=0.9),
             zorder=3,
         )
-    roles_present = []
-    for role, shape in NODE_SHAPES.items():
-        names = [n for n, r in g.nodes(data="role") if r == role]
-        if not names:
-            continue
-        roles_present.append(role)
+    roles = dict(g.nodes(data="role"))
+    for role in dict.fromkeys(roles.values()):
+        names = [n for n, r in roles.items() if r == role]
+        shape, colour = NODE_SHAPES.get(role, OTHER_SHAPE), NODE_COLOURS.get(role, OTHER_COLOUR)
         ax.scatter(
             [pos[n][0] for n in names],
             [pos[n][1] for n in names],
             marker=shape,
             s=420,
-            c=NODE_COLOURS[role],
+            c=colour,
             edgecolors=style.INK,
             linewidths=1.0,
             zorder=4,
@@ -213,62 +224,31 @@ def flow(source: Any, ax: Any = None, *, workers: bool = False, title: str | Non
         text = n
         if data.get("workers", 0) > 1:
             text += f"\n({data['workers']} workers)"
-        ax.annotate(
-            text,
-            pos[n],
-            xytext=(0, -13),
-            textcoords="offset points",
-            fontsize=8.5,
-            ha="center",
-            va="top",
-            zorder=5,
-            bbox=dict(boxstyle="round,pad=0.1", fc="white", ec="none", alpha=0.75),
-        )
-    others = sorted({r for _, r in g.nodes(data="role")} - set(NODE_SHAPES))
-    for role in others:
-        names = [n for n, r in g.nodes(data="role") if r == role]
-        ax.scatter(
-            [pos[n][0] for n in names],
-            [pos[n][1] for n in names],
-            marker="D",
-            s=380,
-            c="#F0E442",
-            edgecolors=style.INK,
-            zorder=4,
-        )
-    xs = [p[0] for p in pos.values()] or [0.0]
-    ys = [p[1] for p in pos.values()] or [0.0]
-    ax.set_xlim(min(xs) - 0.5, max(xs) + 0.5)
-    ax.set_ylim(min(ys) - 0.75, max(ys) + 0.5)
-    ax.set_axis_off()
-    handles = [
-        Line2D(
-            [],
-            [],
-            linestyle="none",
-            marker=NODE_SHAPES[r],
-            markersize=10,
-            markerfacecolor=NODE_COLOURS[r],
-            markeredgecolor=style.INK,
-            label=ROLE_NAMES[r],
-        )
-        for r in roles_present
-    ]
-    handles += [
-        Line2D(
-            [],
-            [],
-            linestyle="none",
-            marker="D",
-            markersize=9,
-            markerfacecolor="#F0E442",
-            markeredgecolor=style.INK,
-            label=r,
-        )
-        for r in others
-    ]
-    handles.append(Line2D([], [], color=style.INK, alpha=0.55, lw=2.5, label="messages sent (count)"))
-    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
+        ax.annotate(text, pos[n], xytext=(0, -13), textcoords="offset points", fontsize=8.5, ha="center", va="top")
+    if legend:
+        ax.legend(handles=legend_handles(g), loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
     if title:
         ax.set_title(title, fontsize=11, loc="left")
     return Flow(ax, g)
+
+
+def legend_handles(g: Any) -> list[Any]:
+    """The legend entries of :func:`flow` for graph ``g``: one per role present, and the arrows."""
+    from matplotlib.lines import Line2D
+
+    handles = []
+    for role in dict.fromkeys(r for _, r in g.nodes(data="role")):
+        handles.append(
+            Line2D(
+                [],
+                [],
+                linestyle="none",
+                marker=NODE_SHAPES.get(role, OTHER_SHAPE),
+                markersize=10,
+                markerfacecolor=NODE_COLOURS.get(role, OTHER_COLOUR),
+                markeredgecolor=style.INK,
+                label=ROLE_NAMES.get(role, role),
+            )
+        )
+    handles.append(Line2D([], [], color=style.INK, alpha=0.55, lw=2.5, label="messages sent (count)"))
+    return handles

@@ -11,7 +11,7 @@ from evbroker.core.faults import Faults
 from evbroker.views import style
 from evbroker.views import timeline as tl
 from evbroker.views.explorer import Explorer, html_table
-from evbroker.views.flow import flow
+from evbroker.views.flow import flow, legend_handles
 
 #: The delivery faults the "faults" switch turns on, on every service (and the orchestrator).
 FAULTS_ON = Faults(crash_before_ack=0.1, lose_ack=0.1, lose_delivery=0.1)
@@ -131,7 +131,8 @@ class WorkflowExplorer(Explorer):
         )
         self.paste_legend(tl.draw(ax, lay, title=title, trace=run.trace, legend=False), ax)
         graph_ax = self.axes("flow", left=0.3, right=right, top=0.35, bottom=0.1, band=(0.0, split))
-        flow(run, ax=graph_ax, title="who talks to whom (messages sent)")
+        drawn = flow(run, ax=graph_ax, title="who talks to whom (messages sent)", legend=False)
+        self.paste_legend(legend_handles(drawn.graph), graph_ax)
 
     def describe(self) -> str:
         values = ", ".join(f"{c.description}={c.value!r}" for c in self.controls)
