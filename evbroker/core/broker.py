@@ -16,7 +16,7 @@ from typing import Any
 
 from evbroker.core.faults import NO_FAULTS, Faults
 from evbroker.core.message import Context, Effect, Message
-from evbroker.core.scheduler import COMPLETE, PUBLISH, RESTART, TIMEOUT, Scheduler
+from evbroker.core.scheduler import COMPLETE, PUBLISH, RESTART, TIMEOUT, Entry, Scheduler
 from evbroker.core.trace import Trace, TraceEvent
 from evbroker.errors import EvbrokerError, check_positive, did_you_mean, one_of
 
@@ -24,6 +24,11 @@ GUARANTEES = ("at-most-once", "at-least-once", "exactly-once")
 #: How many times a publish is retried when its confirmation keeps getting lost.
 MAX_PUBLISH_RETRIES = 3
 PRODUCER = "producer"
+_INF = float("inf")
+# Hot paths build trace events and messages (NamedTuples) with the plain tuple constructor:
+# _new(TraceEvent, (every field, in order)) is the same object as TraceEvent(...), made without
+# the keyword-handling __new__ that NamedTuple generates, which costs more than the tuple itself.
+_new = tuple.__new__
 
 
 @dataclass(slots=True)
@@ -35,9 +40,8 @@ class _Copy:
     key: Any
     topic: str
     queue: _Queue
-    attempt: int = 0  # deliveries so far; the next delivery is attempt + 1
-    token: int = 0  # bumped on every delivery; a timeout or ack for an older token is stale
-    inflight: bool = False
+    attempt: int = 0  # deliveries so far; an ack or a timeout for an earlier attempt is stale
+    timer: Entry | None = None  # the ack timeout of the delivery in flight; None: nothing in flight
     last_failure: str = ""
     duration: float = 0.0  # how long the latest delivery's processing takes
 
@@ -54,6 +58,7 @@ class _Queue:
     ready: deque = field(default_factory=deque)
     workers: list = field(default_factory=list)
     rr: int = 0
+    free: int = 0  # how many of its workers are idle right now
     waiting: int = 0  # copies between a failure and their delayed redelivery
     inflight: int = 0
     keys: set = field(default_factory=set)  # the service's dedupe store (ctx.remember)
@@ -77,10 +82,13 @@ class _Worker:
     service_time: float | Callable[[Message], float]
     faults: Faults
     restart_after: float
-    state: str = "idle"  # "idle" | "busy" | "down"
-    epoch: int = 0  # bumped on every crash; work scheduled in an older epoch is void
-    outage: bool = False
+    takes: str = ""  # the trace's "takes 1" for a fixed service time
+    state: str = "idle"  # "idle" | "busy" | "down"; the queue's `free` counts the idle ones
+    outages: int = 0  # outages under way: the worker stays down until the last one ends
     current: _Copy | None = None  # the copy being processed
+    done: Entry | None = None  # its scheduled completion, cancelled if the worker dies first
+    midway: Entry | None = None  # a scheduled crash during processing
+    restart: Entry | None = None  # its scheduled restart after a crash
 
 
 class Broker:
@@ -208,7 +216,17 @@ class Broker:
             retry_backoff,
             hint="; 1 keeps the delay fixed, 2 doubles it after each failure",
         )
-        topics = [] if bind is None else [bind] if isinstance(bind, str) else list(bind)
+        if bind is None:
+            topics = []
+        elif isinstance(bind, str):
+            topics = [bind]
+        elif isinstance(bind, (list, tuple, set, frozenset)):
+            topics = list(bind)
+        else:
+            raise EvbrokerError(
+                f"queue {name!r}: bind must be None, a topic name or a list of topic names (got {bind!r}); "
+                "e.g. bind='user.signed_up' or bind=['orders', 'refunds']"
+            )
         for t in topics:
             self._check_topic(t, f"queue {name!r}: bind")
         if dead_letter is not None and dead_letter not in self._queues:
@@ -268,21 +286,24 @@ class Broker:
         )
         if name is not None and (not isinstance(name, str) or not name):
             raise EvbrokerError(f"worker {queue!r}: name must be a non-empty string (got {name!r})")
-        names = []
-        for _ in range(count):
-            if name is not None and count == 1:
-                wname = name
-            else:
-                base = name or queue
-                n = self._worker_counts.get(base, 0) + 1
-                self._worker_counts[base] = n
-                wname = f"{base}-{n}"
+        if name is not None and count == 1:
+            names = [name]
+        else:
+            base = name or queue
+            first = self._worker_counts.get(base, 0) + 1
+            names = [f"{base}-{n}" for n in range(first, first + count)]
+        for wname in names:  # check every name before adding any worker
             self._check_new_name(wname, "worker")
+        if name is None or count > 1:
+            self._worker_counts[base] = first + count - 1
+        for wname in names:
             w = _Worker(wname, q, handler, service_time, faults, float(restart_after))
+            if not callable(service_time):
+                w.takes = f"takes {service_time:g}"
             self._workers[wname] = w
             self._actors[wname] = "worker"
             q.workers.append(w)
-            names.append(wname)
+            q.free += 1
         self._dispatch(q)
         return names
 
@@ -333,20 +354,20 @@ class Broker:
         ``faults`` (``lose_confirm``) makes the producer retry with a new message id.
         """
         self._check_destination(dest, where="publish")
+        now = self._clock.now
         if at is None:
-            at = self.now
-        else:
+            at = now
+        elif not (type(at) in (int, float) and now <= at < _INF):  # the common case needs no more checks
             check_positive("publish: at", at, allow_zero=True)
-            if at < self.now:
-                raise EvbrokerError(
-                    f"publish: at={at!r} is in the past (now is {self.now:g}); "
-                    f"use at >= {self.now:g}, or at=None for now"
-                )
-        if not isinstance(by, str) or not by:
+            raise EvbrokerError(
+                f"publish: at={at!r} is in the past (now is {now:g}); use at >= {now:g}, or at=None for now"
+            )
+        if by is not PRODUCER and (not isinstance(by, str) or not by):
             raise EvbrokerError(f"publish: by must be a producer name such as 'orders' (got {by!r})")
         if faults is not None and not isinstance(faults, Faults):
             raise EvbrokerError(f"publish: faults must be eb.Faults(...) or None (got {faults!r})")
-        mid = self._new_id()
+        self._next_id += 1
+        mid = f"m{self._next_id}"
         self._clock.at(float(at), PUBLISH, self._do_publish, mid, dest, payload, key, by, faults or NO_FAULTS, 0, None)
         return mid
 
@@ -360,21 +381,22 @@ class Broker:
         now = self._clock.now
         if by not in self._actors:
             self._actors[by] = "producer"
+        events = self._events
         detail = f"retry of {retry_of}" if retry_of else ""
-        self._events.append(TraceEvent(now, "publish", by, mid, None, detail, dest))
+        events.append(_new(TraceEvent, (now, "publish", by, mid, None, detail, dest, None, None)))
         targets = self._topics.get(dest)
         if targets is None:  # a direct publish to a queue
             self._enqueue(mid, payload, key, dest, self._queues[dest])
         elif not targets:
-            self._events.append(TraceEvent(now, "unroutable", dest, mid, None, "no queue is bound to this topic"))
+            events.append(TraceEvent(now, "unroutable", dest, mid, None, "no queue is bound to this topic"))
         else:
             for q in targets:
-                self._events.append(TraceEvent(now, "route", dest, mid, None, "", q.name, q.name))
+                events.append(_new(TraceEvent, (now, "route", dest, mid, None, "", q.name, q.name, None)))
                 self._enqueue(mid, payload, key, dest, q)
         if faults.lose_confirm and retry < MAX_PUBLISH_RETRIES:
             probe = Message(mid, payload, key, dest, None, retry + 1)
             if self._draw(faults.lose_confirm, probe):
-                self._events.append(
+                events.append(
                     TraceEvent(
                         now, "confirm-lost", by, mid, None, f"will publish again in {faults.retry_after:g}", dest
                     )
@@ -396,7 +418,8 @@ class Broker:
     def _enqueue(self, mid: str, payload: Any, key: Any, topic: str, q: _Queue) -> None:
         q.copies += 1
         q.ready.append(_Copy(mid, payload, key, topic, q))
-        self._dispatch(q)
+        if q.free:
+            self._dispatch(q)
 
     # ------------------------------------------------------------------ delivery
 
@@ -404,42 +427,45 @@ class Broker:
         """Hand ready copies to free workers: FIFO, prefetch 1, round robin among free workers."""
         workers = q.workers
         n = len(workers)
-        while q.ready and n:
+        ready = q.ready
+        while ready and q.free:
+            rr = q.rr
             for i in range(n):
-                w = workers[(q.rr + i) % n]
+                w = workers[(rr + i) % n]
                 if w.state == "idle":
-                    q.rr = (q.rr + i + 1) % n
-                    self._deliver(q.ready.popleft(), w)
+                    q.rr = (rr + i + 1) % n
+                    self._deliver(ready.popleft(), w)
                     break
-            else:
+            else:  # unreachable while q.free counts idle workers; stop rather than spin
                 return
 
     def _deliver(self, c: _Copy, w: _Worker) -> None:
         q = c.queue
-        now = self._clock.now
-        c.attempt += 1
-        c.token += 1
-        c.duration = 0.0
-        q.deliveries += 1
-        if c.attempt > self.settle_limit and q.max_deliveries is None:
+        if c.attempt >= self.settle_limit and q.max_deliveries is None:
+            q.ready.appendleft(c)  # the broker still holds the copy: stats and a later run() see it
             raise EvbrokerError(
-                f"queue {q.name!r} cannot settle: message {c.id} has been delivered {c.attempt - 1} times "
+                f"queue {q.name!r} cannot settle: message {c.id} has been delivered {c.attempt} times "
                 f"and never acknowledged (last failure: {c.last_failure or 'unknown'}). "
                 f"Give the queue a limit, e.g. b.queue({q.name!r}, ..., max_deliveries=3), so the copy "
                 f"goes to dead letters, fix the handler or the ack_timeout, or stop earlier with b.run(until=...)."
             )
-        msg = Message(c.id, c.payload, c.key, c.topic, q.name, c.attempt)
-        self._events.append(TraceEvent(now, "deliver", q.name, c.id, c.attempt, "", w.name, q.name))
+        clock = self._clock
+        events = self._events
+        now = clock.now
+        c.attempt = attempt = c.attempt + 1
+        c.duration = 0.0
+        q.deliveries += 1
+        msg = _new(Message, (c.id, c.payload, c.key, c.topic, q.name, attempt))
+        events.append(_new(TraceEvent, (now, "deliver", q.name, c.id, attempt, "", w.name, q.name, None)))
         at_most_once = q.guarantee == "at-most-once"
         if not at_most_once:
-            c.inflight = True
             q.inflight += 1
-            self._clock.at(now + q.ack_timeout, TIMEOUT, self._timeout, c, c.token)
+            c.timer = clock.at(now + q.ack_timeout, TIMEOUT, self._timeout, c, attempt)
         f = w.faults
         if f is not NO_FAULTS:
             if f.lose_delivery and self._draw(f.lose_delivery, msg):
-                self._events.append(
-                    TraceEvent(now, "delivery-lost", q.name, c.id, c.attempt, "the worker never got it", w.name, q.name)
+                events.append(
+                    TraceEvent(now, "delivery-lost", q.name, c.id, attempt, "the worker never got it", w.name, q.name)
                 )
                 if at_most_once:
                     self._lose(c, "delivery lost")
@@ -450,21 +476,22 @@ class Broker:
                     self._lose(c, "worker crashed before processing")
                 return
         if q.guarantee == "exactly-once" and c.id in q.ids:
-            self._events.append(
+            events.append(
                 TraceEvent(
                     now,
                     "dedup",
                     w.name,
                     c.id,
-                    c.attempt,
+                    attempt,
                     "already processed: acked without running the handler",
                     None,
                     q.name,
                 )
             )
-            self._ack(c, w, c.token, msg)
+            self._ack(c, w, attempt)
             return
         w.state = "busy"
+        q.free -= 1
         w.current = c
         ctx = Context(self, msg, w.name, now)
         error: BaseException | None = None
@@ -474,22 +501,24 @@ class Broker:
             raise
         except Exception as exc:  # a processing failure, as the real broker sees it
             error = exc
-        duration = self._service_time(w, msg)
+        duration = w.service_time
+        if callable(duration):
+            duration = self._service_time(w, msg)
         if f is not NO_FAULTS and f.slow and self._draw(f.slow, msg):
             duration += f.slow_by
             detail = f"slow: takes {duration:g} (ack_timeout {q.ack_timeout:g})"
         else:
-            detail = f"takes {duration:g}"
+            detail = w.takes if duration is w.service_time else f"takes {duration:g}"
         c.duration = duration
-        self._events.append(TraceEvent(now, "process", w.name, c.id, c.attempt, detail, None, q.name))
+        events.append(_new(TraceEvent, (now, "process", w.name, c.id, attempt, detail, None, q.name, None)))
         if f is not NO_FAULTS and f.crash_during_process and self._draw(f.crash_during_process, msg):
-            self._clock.at(now + duration / 2, COMPLETE, self._crash_midway, w, w.epoch, c)
-        self._clock.at(now + duration, COMPLETE, self._complete, w, w.epoch, c, c.token, msg, ctx, error)
+            w.midway = clock.at(now + duration / 2, COMPLETE, self._crash_midway, w, c)
+        w.done = clock.at(now + duration, COMPLETE, self._complete, w, c, attempt, msg, ctx, error)
 
     def _service_time(self, w: _Worker, msg: Message) -> float:
         st = w.service_time
         if not callable(st):
-            return st  # type: ignore[return-value]
+            return st
         value = st(msg)
         return check_positive(
             f"worker {w.name!r}: service_time({msg.id}) returned",
@@ -498,26 +527,26 @@ class Broker:
         )
 
     def _complete(
-        self, w: _Worker, epoch: int, c: _Copy, token: int, msg: Message, ctx: Context, error: BaseException | None
+        self, w: _Worker, c: _Copy, attempt: int, msg: Message, ctx: Context, error: BaseException | None
     ) -> None:
-        if w.epoch != epoch:  # the worker died before finishing
-            return
+        w.done = None
         q = c.queue
-        now = self._clock.now
-        w.state = "idle"
-        w.current = None
         if error is not None:
+            w.state = "idle"
+            q.free += 1
+            w.current = None
             reason = f"handler raised {type(error).__name__}: {error}"
-            self._events.append(TraceEvent(now, "handler-error", w.name, c.id, c.attempt, reason, None, q.name))
+            self._events.append(
+                TraceEvent(self._clock.now, "handler-error", w.name, c.id, c.attempt, reason, None, q.name)
+            )
             if q.guarantee == "at-most-once":
                 self._lose(c, reason)
-            elif c.inflight and c.token == token:  # a nack: no need to wait for the timeout
-                c.inflight = False
-                q.inflight -= 1
+            elif c.timer is not None and c.attempt == attempt:  # a nack: no need to wait for the timeout
+                self._settle(c)
                 self._fail(c, reason)
             self._dispatch(q)
             return
-        self._commit(w, c, msg, ctx)
+        self._commit(w, c, ctx)
         f = w.faults
         if f is not NO_FAULTS and f.crash_before_ack and self._draw(f.crash_before_ack, msg):
             self._crash(w, "after processing, before the ack", c)
@@ -525,19 +554,36 @@ class Broker:
         if q.guarantee != "at-most-once":
             if f is not NO_FAULTS and f.lose_ack and self._draw(f.lose_ack, msg):
                 self._events.append(
-                    TraceEvent(now, "ack-lost", w.name, c.id, c.attempt, "the broker never hears it", q.name, q.name)
+                    TraceEvent(
+                        self._clock.now,
+                        "ack-lost",
+                        w.name,
+                        c.id,
+                        c.attempt,
+                        "the broker never hears it",
+                        q.name,
+                        q.name,
+                    )
                 )
             else:
-                self._ack(c, w, token, msg)
-        for key, when in ctx.remembered:
-            if when == "after-ack":
-                q.keys.add(key)
-        self._dispatch(q)
+                self._ack(c, w, attempt)
+        if ctx.remembered:
+            for key, when in ctx.remembered:
+                if when == "after-ack":
+                    q.keys.add(key)
+        # The worker is free once its ack has left. Freeing it only now (same instant) keeps a
+        # copy it just published into its own queue from reaching it before its ack or crash.
+        w.state = "idle"
+        q.free += 1
+        w.current = None
+        if q.ready:
+            self._dispatch(q)
 
-    def _commit(self, w: _Worker, c: _Copy, msg: Message, ctx: Context) -> None:
+    def _commit(self, w: _Worker, c: _Copy, ctx: Context) -> None:
         """Apply a finished handler's effects, publications and dedupe records, atomically."""
         q = c.queue
         now = self._clock.now
+        events = self._events
         conflict = None
         if q.guarantee == "exactly-once" and c.id in q.ids:
             conflict = f"{c.id} was committed by another delivery meanwhile"
@@ -547,7 +593,7 @@ class Broker:
                     conflict = f"key {key!r} was already recorded"
                     break
         if conflict:
-            self._events.append(
+            events.append(
                 TraceEvent(
                     now, "dedup", w.name, c.id, c.attempt, f"{conflict}: rolled back, nothing applied", None, q.name
                 )
@@ -555,7 +601,7 @@ class Broker:
             return
         for name, data in ctx.effects:
             self._effects.append(Effect(now, name, w.name, q.name, c.id, c.attempt, c.key, data))
-            self._events.append(
+            events.append(
                 TraceEvent(
                     now,
                     "effect",
@@ -575,31 +621,45 @@ class Broker:
             q.ids.add(c.id)
         q.processed += 1
         q.unique.add(c.id)
-        self._events.append(TraceEvent(now, "complete", w.name, c.id, c.attempt, "", None, q.name))
+        events.append(_new(TraceEvent, (now, "complete", w.name, c.id, c.attempt, "", None, q.name, None)))
         for dest, payload, key in ctx.publications:
             self._do_publish(self._new_id(), dest, payload, key, w.name, w.faults, 0, None)
 
-    def _ack(self, c: _Copy, w: _Worker, token: int, msg: Message) -> None:
+    def _settle(self, c: _Copy) -> None:
+        """The broker stops waiting for this delivery's ack: it is no longer in flight."""
+        Scheduler.cancel(c.timer)
+        c.timer = None
+        c.queue.inflight -= 1
+
+    def _ack(self, c: _Copy, w: _Worker, attempt: int) -> None:
         q = c.queue
-        now = self._clock.now
-        if c.inflight and c.token == token:
-            c.inflight = False
+        if c.timer is not None and c.attempt == attempt:
+            Scheduler.cancel(c.timer)  # as _settle(c)
+            c.timer = None
             q.inflight -= 1
             q.acked += 1
-            self._events.append(TraceEvent(now, "ack", w.name, c.id, c.attempt, "", q.name, q.name))
+            self._events.append(
+                _new(TraceEvent, (self._clock.now, "ack", w.name, c.id, c.attempt, "", q.name, q.name, None))
+            )
         else:
             self._events.append(
                 TraceEvent(
-                    now, "late-ack", w.name, c.id, c.attempt, "this delivery already timed out: ignored", q.name, q.name
+                    self._clock.now,
+                    "late-ack",
+                    w.name,
+                    c.id,
+                    c.attempt,
+                    "this delivery already timed out: ignored",
+                    q.name,
+                    q.name,
                 )
             )
 
-    def _timeout(self, c: _Copy, token: int) -> None:
-        if not c.inflight or c.token != token:
+    def _timeout(self, c: _Copy, attempt: int) -> None:
+        if c.timer is None or c.attempt != attempt:  # cannot happen: a settled delivery's timer is cancelled
             return
         q = c.queue
-        c.inflight = False
-        q.inflight -= 1
+        self._settle(c)
         reason = f"no ack within {q.ack_timeout:g}"
         if c.duration > q.ack_timeout:
             reason += f" (processing takes {c.duration:g}: longer than ack_timeout, so it can never ack in time)"
@@ -652,41 +712,49 @@ class Broker:
     # ------------------------------------------------------------------ crashes
 
     def _crash(self, w: _Worker, why: str, c: _Copy | None) -> None:
+        """The worker dies: its unfinished work is void, and it restarts ``restart_after`` later."""
         now = self._clock.now
+        if w.state == "idle":
+            w.queue.free -= 1
         w.state = "down"
-        w.epoch += 1
         w.current = None
+        for entry in (w.done, w.midway):
+            if entry is not None:
+                Scheduler.cancel(entry)
+        w.done = w.midway = None
         self._events.append(
             TraceEvent(now, "crash", w.name, c.id if c else None, c.attempt if c else None, why, None, w.queue.name)
         )
-        self._clock.at(now + w.restart_after, RESTART, self._restart, w, w.epoch)
+        w.restart = self._clock.at(now + w.restart_after, RESTART, self._restart, w)
 
-    def _crash_midway(self, w: _Worker, epoch: int, c: _Copy) -> None:
-        if w.epoch != epoch:
-            return
+    def _crash_midway(self, w: _Worker, c: _Copy) -> None:
+        w.midway = None
         self._crash(w, "during processing: the work was never committed", c)
         if c.queue.guarantee == "at-most-once":
             self._lose(c, "worker crashed during processing")
 
-    def _restart(self, w: _Worker, epoch: int) -> None:
-        if w.epoch != epoch or w.outage:
-            return
+    def _restart(self, w: _Worker) -> None:
+        w.restart = None
         w.state = "idle"
+        w.queue.free += 1
         self._events.append(TraceEvent(self._clock.now, "restart", w.name, None, None, "", None, w.queue.name))
         self._dispatch(w.queue)
 
     def _outage_begin(self, w: _Worker) -> None:
-        w.outage = True
+        w.outages += 1
         if w.state != "down":
             c = w.current
             self._crash(w, "outage" + (": work in progress abandoned" if c else ""), c)
             if c is not None and c.queue.guarantee == "at-most-once":
                 self._lose(c, "worker taken down during processing")
+        if w.restart is not None:  # it stays down until the outage ends
+            Scheduler.cancel(w.restart)
+            w.restart = None
 
     def _outage_end(self, w: _Worker) -> None:
-        w.outage = False
-        w.epoch += 1
-        self._restart(w, w.epoch)
+        w.outages -= 1
+        if not w.outages:
+            self._restart(w)
 
     # ------------------------------------------------------------------ running
 
@@ -694,6 +762,8 @@ class Broker:
         """Process scheduled events in time order: all of them, or those up to ``until``.
 
         With ``until``, the clock stops there and a later ``run()`` resumes where it left off.
+        Without it, the clock stops at the last thing that happened (an ack timeout that was
+        never needed, because the ack came, does not count).
         """
         clock = self._clock
         if until is not None:
@@ -702,19 +772,14 @@ class Broker:
                 raise EvbrokerError(
                     f"run: until={until!r} is in the past (now is {clock.now:g}); use until >= {clock.now:g}"
                 )
-        budget = self.max_events
-        heap = clock._heap
-        while heap:
-            if until is not None and heap[0][0] > until:
-                break
-            budget -= 1
-            if budget < 0:
+        if clock.run(until, self.max_events) == self.max_events:
+            following = clock.next_time()
+            if following is not None and (until is None or following <= until):
                 raise EvbrokerError(
                     f"run did not settle after {self.max_events} events (now t={clock.now:g}); a handler may be "
                     "publishing messages forever. Stop at a time with b.run(until=...), or raise "
                     "Broker(max_events=...) if the workload really is that large."
                 )
-            clock.step()
         if until is not None:
             clock.now = float(until)
 

@@ -8,11 +8,12 @@ Each fault is a probability in [0, 1], drawn from the broker's seeded RNG, or a 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING
 
-from evbroker.errors import EvbrokerError, check_positive
+from evbroker.errors import EvbrokerError, check_positive, did_you_mean
 
 if TYPE_CHECKING:
     from evbroker.core.message import Message
@@ -89,5 +90,24 @@ class Faults:
     def __bool__(self) -> bool:
         return bool(self.active())
 
+
+def _check_field_names(init: Callable[..., None]) -> Callable[..., None]:
+    """Wrap the dataclass ``__init__`` so a misspelt fault name gets a did-you-mean, not a TypeError."""
+
+    @functools.wraps(init)
+    def __init__(self: Faults, *args: object, **kwargs: object) -> None:
+        names = [f.name for f in fields(Faults)]
+        for name in kwargs:
+            if name not in names:
+                raise EvbrokerError(
+                    f"Faults() got {name}=..., but there is no such field{did_you_mean(name, names)} "
+                    f"(fields: {', '.join(names)})"
+                )
+        init(self, *args, **kwargs)
+
+    return __init__
+
+
+Faults.__init__ = _check_field_names(Faults.__init__)  # type: ignore[method-assign]
 
 NO_FAULTS = Faults()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from evbroker.errors import EvbrokerError, one_of
 
@@ -14,9 +14,8 @@ if TYPE_CHECKING:
 REMEMBER_WHEN = ("commit", "start", "after-ack")
 
 
-@dataclass(frozen=True, slots=True)
-class Message:
-    """One copy of a message as delivered to a worker.
+class Message(NamedTuple):
+    """One copy of a message as delivered to a worker (immutable).
 
     ``id`` is the broker's message id ("m1", ...), shared by every copy of one publish;
     ``topic`` is where it was published (a topic, or a queue for a direct publish);

@@ -1,14 +1,24 @@
-"""Virtual time: a clock and a heap of things to do, with deterministic tie-breaking.
+"""Virtual time: a clock and a queue of things to do, with deterministic tie-breaking.
 
 Items are ordered by ``(time, priority, sequence)``; the sequence number is a counter, so
-two items are never compared and two runs of the same set-up do the same things in the same
-order. Nothing here knows about brokers; it only calls callbacks at virtual times.
+two items are never compared beyond it and two runs of the same set-up do the same things in
+the same order. Nothing here knows about brokers; it only calls callbacks at virtual times.
+
+An item can be cancelled (an ack timeout once the ack is in, a worker's pending completion
+once it has crashed): a cancelled item is skipped without moving the clock, so ``now`` after
+a run is the time of the last thing that really happened.
+
+Items live in two places, merged on the way out: a plain FIFO for items that arrive in time
+order (publishes scheduled up front, ack timeouts) and a heap for the rest. The FIFO holds
+an item only if it sorts after the FIFO's last one, so both stay sorted and the order is
+exactly the heap order; the heap just stays small.
 """
 
 from __future__ import annotations
 
 import heapq
 import itertools
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -16,30 +26,86 @@ from typing import Any
 # restarts, restarts before new publishes. The order is a modelling choice, fixed for determinism.
 COMPLETE, TIMEOUT, RESTART, PUBLISH = 0, 1, 2, 3
 
+#: A scheduled item: ``[time, priority, seq, callback or None when cancelled, args]``.
+Entry = list
+
 
 class Scheduler:
-    """A virtual clock with a heap of ``(time, priority, seq, callback, args)``."""
+    """A virtual clock with pending ``[time, priority, seq, callback, args]`` items."""
 
-    __slots__ = ("now", "_heap", "_seq")
+    __slots__ = ("now", "_heap", "_fifo", "_seq")
 
     def __init__(self) -> None:
         self.now = 0.0
-        self._heap: list[tuple[float, int, int, Callable[..., Any], tuple]] = []
+        self._heap: list[Entry] = []
+        self._fifo: deque[Entry] = deque()
         self._seq = itertools.count()
 
-    def at(self, time: float, priority: int, callback: Callable[..., Any], *args: Any) -> None:
-        """Call ``callback(*args)`` at virtual ``time`` (never earlier than now)."""
-        heapq.heappush(self._heap, (time, priority, next(self._seq), callback, args))
+    def at(self, time: float, priority: int, callback: Callable[..., Any], *args: Any) -> Entry:
+        """Call ``callback(*args)`` at virtual ``time`` (never earlier than now); returns the item."""
+        entry = [time, priority, next(self._seq), callback, args]
+        fifo = self._fifo
+        if not fifo or entry > fifo[-1]:
+            fifo.append(entry)
+        else:
+            heapq.heappush(self._heap, entry)
+        return entry
+
+    @staticmethod
+    def cancel(entry: Entry) -> None:
+        """Forget a scheduled item: it will be skipped and will not move the clock."""
+        entry[3] = None
+
+    def _next(self) -> Entry | None:
+        """The earliest live item, left in place (cancelled ones in front are dropped)."""
+        heap, fifo = self._heap, self._fifo
+        while True:
+            if heap and (not fifo or heap[0] < fifo[0]):
+                if heap[0][3] is not None:
+                    return heap[0]
+                heapq.heappop(heap)
+            elif fifo:
+                if fifo[0][3] is not None:
+                    return fifo[0]
+                fifo.popleft()
+            else:
+                return None
 
     def next_time(self) -> float | None:
-        """Time of the next scheduled item, or ``None`` when nothing is left."""
-        return self._heap[0][0] if self._heap else None
+        """Time of the next live item, or ``None`` when nothing is left."""
+        entry = self._next()
+        return None if entry is None else entry[0]
 
-    def step(self) -> None:
-        """Advance the clock to the next item and run it."""
-        time, _, _, callback, args = heapq.heappop(self._heap)
-        self.now = time
-        callback(*args)
+    def step(self) -> bool:
+        """Advance the clock to the next live item and run it; False when nothing is left."""
+        return self.run(limit=1) == 1
+
+    def run(self, until: float | None = None, limit: int = -1) -> int:
+        """Run live items in order, up to and including time ``until``, at most ``limit`` of them
+        (no limit when negative). Returns how many ran."""
+        heap, fifo = self._heap, self._fifo
+        heappop = heapq.heappop
+        popleft = fifo.popleft
+        end = float("inf") if until is None else until
+        done = 0
+        while done != limit:
+            if heap and (not fifo or heap[0] < fifo[0]):
+                if heap[0][0] > end:
+                    break
+                time, _, _, callback, args = heappop(heap)
+            elif fifo:
+                if fifo[0][0] > end:
+                    break
+                time, _, _, callback, args = popleft()
+            else:
+                break
+            if callback is None:
+                continue
+            self.now = time
+            callback(*args)
+            done += 1
+        return done
 
     def __len__(self) -> int:
-        return len(self._heap)
+        """How many items are scheduled, cancelled ones included until they are dropped."""
+        return len(self._heap) + len(self._fifo)
