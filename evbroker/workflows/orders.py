@@ -192,7 +192,7 @@ class OrderRun:
         self.money: dict[str, int] = {"charged": charged, "refunded": refunded, "net": charged - refunded}
         if style == "orchestration":
             logged = ORDER_SAGA.states(broker)
-            self.states: dict[str, SagaState] = {o: logged.get(o) or ORDER_SAGA._blank(o) for o in self.order_ids}
+            self.states: dict[str, SagaState] = {o: logged.get(o) or ORDER_SAGA.blank_state(o) for o in self.order_ids}
         else:
             self.states = _reconstruct(effects, self.order_ids)
         self.outcomes: dict[str, str] = {o: s.outcome or "incomplete" for o, s in self.states.items()}

@@ -302,7 +302,7 @@ class Saga:
                 continue
             inst = d["instance"]
             if inst not in out:
-                out[inst] = self._blank(inst)
+                out[inst] = self.blank_state(inst)
             out[inst].apply(e.time, d.get("step"), d["status"], d.get("detail", ""))
         return out
 
@@ -315,11 +315,12 @@ class Saga:
 
     # ------------------------------------------------------------------ the orchestrator
 
-    def _blank(self, instance: str) -> SagaState:
+    def blank_state(self, instance: str) -> SagaState:
+        """The state of an instance that has not started: every step ``"-"``."""
         return SagaState(self.name, instance, dict.fromkeys(self.step_names, "-"))
 
     def _replay(self, b: Broker, instance: str) -> SagaState:
-        state = self._blank(instance)
+        state = self.blank_state(instance)
         for e in b.effects(LOG):
             d = e.data
             if d.get("saga") == self.name and d["instance"] == instance:
@@ -333,7 +334,7 @@ class Saga:
                 f"saga {self.name!r} got {msg.id} without an instance id as its key; start instances with "
                 f"saga.start(b, 'order-1', data) or publish to {self.starts_on or self.name!r} with key='order-1'"
             )
-        run = _Decision(self, b, msg, ctx, self._replay(b, instance))
+        run = _Decision(self, msg, ctx, self._replay(b, instance))
         payload = msg.payload
         if isinstance(payload, Reply):
             run.on_reply(payload)
@@ -350,8 +351,8 @@ class _Decision:
     commands sent) and applies it to the local copy of the state at once.
     """
 
-    def __init__(self, saga: Saga, b: Broker, msg: Message, ctx: Context, state: SagaState) -> None:
-        self.saga, self.b, self.msg, self.ctx, self.state = saga, b, msg, ctx, state
+    def __init__(self, saga: Saga, msg: Message, ctx: Context, state: SagaState) -> None:
+        self.saga, self.msg, self.ctx, self.state = saga, msg, ctx, state
         self.instance: str = msg.key
 
     def log(self, step: str | None, status: str, detail: str = "") -> None:
@@ -424,14 +425,15 @@ class _Decision:
             return
         # It cannot be undone (or it is an undo itself): ask again. The service dedupes, so a
         # command that did happen is not done twice.
-        resends = sum(1 for _, step, status, _ in self.state.history if step == cmd.step and status == "resent")
+        resends = sum(1 for _, name, status, _ in self.state.history if name == cmd.step and status == "resent")
         if resends >= self.saga.max_resends:
             svc = step.service.name  # type: ignore[union-attr]
+            why = "it is a compensation" if cmd.phase == "undo" else "the step cannot be undone"
             raise EvbrokerError(
                 f"saga {self.saga.name!r}, instance {self.instance!r}: {svc}.{cmd.command} (step {cmd.step!r}, "
-                f"{cmd.phase}) was dead-lettered {resends + 1} times and cannot be undone, so the saga can neither "
-                f"finish nor compensate. Fix the service's faults, install with more attempts= (or None), or give "
-                f"the step a compensation."
+                f"{cmd.phase}) was dead-lettered {resends + 1} times and {why}, so the saga can neither finish "
+                f"nor compensate. Fix the service's faults, install with more attempts= (or None), or raise "
+                f"Saga(max_resends=...)."
             )
         self.claim(cmd.step, cmd.phase, "resend", self.msg.id)
         self.ctx.publish(step.service.name, cmd, key=self.instance)  # type: ignore[union-attr]

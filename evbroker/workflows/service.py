@@ -283,9 +283,9 @@ class Service:
 
         A compensation (``undo``) checks the key of the work it undoes: if that work never
         happened (its outcome was unclear to the orchestrator and it in fact never ran) the
-        compensation does nothing, and its own key stays as a tombstone, so the original work
-        arriving late (a slow redelivery) is skipped instead of leaving a reservation nobody
-        will ever release. That is what makes a compensation safe to run when the step's
+        compensation does nothing, and its own key stays as a tombstone, so the original command
+        arriving later (a producer retry of it) is skipped instead of leaving a reservation
+        nobody will ever release. That is what makes a compensation safe to run when the step's
         outcome is unknown, and safe to run twice.
         """
         if msg.key is None:
@@ -311,9 +311,9 @@ class Service:
                 f"{did_you_mean(cmd.command, self._commands)}; commands: {', '.join(self._commands) or '(none)'}"
             )
         key = msg.key
-        done, rejected = (key, cmd.command), (key, cmd.command, REJECTED)
-        # ---- DEDUPE: this work, for this business key, was committed before -------------
-        if ctx.seen(done) or ctx.seen(rejected):
+        done, rejected, skipped = (key, cmd.command), (key, cmd.command, REJECTED), (key, cmd.command, SKIPPED)
+        # ---- DEDUPE: this command, for this business key, was answered before -------------
+        if ctx.seen(done) or ctx.seen(rejected) or ctx.seen(skipped):
             return
 
         def reply(ok: bool, reason: str = "", data: Any = cmd.data) -> None:
@@ -330,7 +330,7 @@ class Service:
         # ---- TOO LATE: the compensation of this work already ran (a tombstone) ------------
         if cmd.compensation is not None and ctx.seen((key, cmd.compensation)):
             ctx.effect(SKIPPED, action=cmd.command, reason=f"too late: {cmd.compensation} already ran")
-            ctx.remember(done)
+            ctx.remember(skipped)
             return
         try:
             result = _run_work(fn, cmd.data, ctx, f"service {self.name!r}: command {cmd.command!r}")
