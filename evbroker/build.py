@@ -193,15 +193,38 @@ def _show(path: Path) -> str:
 
 
 def normalise(nb: NotebookNode, name: str) -> NotebookNode:
-    """Make an executed notebook byte-stable: counts, metadata, widget ids."""
+    """Make an executed notebook byte-stable: counts, metadata, stream chunks, widget ids."""
     _renumber(nb)
     for cell in nb.cells:
         cell.metadata.pop("execution", None)
         if cell.cell_type == "code":
             cell.metadata.pop("collapsed", None)
+            cell.outputs = merge_adjacent_streams(cell.outputs)
     nb.metadata["kernelspec"] = dict(KERNELSPEC)
     nb.metadata.get("language_info", {}).pop("version", None)
     return _stable_widget_ids(nb, name)
+
+
+def merge_adjacent_streams(outputs: list) -> list:
+    """Join back-to-back stdout (or stderr) chunks into one output.
+
+    How a cell's printing is cut into messages depends on when the kernel flushes, so the
+    same cell can give one output or several; joined, it is always the same. Streams are
+    not moved across a figure or a widget in between.
+    """
+    merged: list = []
+    for out in outputs:
+        last = merged[-1] if merged else None
+        if (
+            last is not None
+            and out.get("output_type") == "stream"
+            and last.get("output_type") == "stream"
+            and out.get("name") == last.get("name")
+        ):
+            last["text"] = last["text"] + out["text"]
+        else:
+            merged.append(out)
+    return merged
 
 
 def _renumber(nb: NotebookNode) -> None:

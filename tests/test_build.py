@@ -14,6 +14,7 @@ from evbroker.build import (
     exercise_drift,
     generate_exercise,
     main,
+    merge_adjacent_streams,
     read_notebook,
     strip_region,
     widget_model_ids,
@@ -214,7 +215,8 @@ def test_building_twice_writes_the_same_bytes_with_outputs_widgets_and_stable_co
     assert [c["execution_count"] for c in code] == [1, 2, 3, 4, None, 5]
     assert all("execution" not in c["metadata"] for c in nb["cells"])
     outputs = [o for c in code for o in c["outputs"]]
-    assert any(o.get("name") == "stdout" and "".join(o["text"]).startswith("time") for o in outputs)
+    [printed] = [o for o in outputs if o.get("name") == "stdout"]
+    assert "".join(printed["text"]).startswith("time") and "".join(printed["text"]).endswith("written in two flushes\n")
     assert any("image/png" in o.get("data", {}) for o in outputs)
     assert any(o.get("execution_count") == 5 and o["data"]["text/plain"] == ["4"] for o in outputs)
     state = nb["metadata"]["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
@@ -246,6 +248,18 @@ def test_a_failing_or_noisy_cell_fails_the_build_naming_notebook_and_cell(tmp_pa
     assert broken.read_bytes() == before, "a failed notebook is not rewritten"
     shown = json.loads(allowed.read_text())["cells"][0]["outputs"][0]
     assert shown["ename"] == "EvbrokerError" and "did you mean 'at-least-once'" in shown["evalue"]
+
+
+def test_back_to_back_stream_chunks_are_joined_but_not_across_a_figure():
+    stream = nbformat.v4.new_output
+    outputs = [
+        stream("stream", name="stdout", text="a"),
+        stream("stream", name="stdout", text="b\n"),
+        stream("display_data", data={"text/plain": "<Figure>"}),
+        stream("stream", name="stdout", text="c\n"),
+    ]
+    merged = merge_adjacent_streams(outputs)
+    assert [o.get("text") for o in merged] == ["ab\n", None, "c\n"]
 
 
 def test_build_refuses_a_path_that_does_not_exist(tmp_path, capsys):
