@@ -126,3 +126,11 @@ def test_text_fallback_names_controls_and_numbers(w):
     assert bundle["text/plain"].startswith(
         "DeliveryExplorer(guarantee='at-least-once', fault='crash before ack', seed=0): orders 4, charges 5"
     )
+
+
+def test_controls_are_built_once_and_kept(w):
+    children, controls = w.children, (w.guarantee, w.fault, w.seed)
+    w.guarantee.value = "exactly-once"
+    w.fault.value = "lost ack"
+    assert w.children == children and (w.guarantee, w.fault, w.seed) == controls
+    assert len(w.figure.axes) == 1  # one axes, redrawn in place

@@ -54,12 +54,14 @@ def queue_depth(
     queues: list[str] | None = None,
     label: str | None = None,
     title: str | None = None,
+    legend: bool = True,
 ) -> Any:
     """Plot how many copies wait in each queue over time; return the ``Axes``.
 
     ``queues`` picks some queues (default: all). ``label`` prefixes the legend entries, so two
     runs can share one ``ax`` (``queue_depth(b1, ax, label="1 worker")`` then
     ``queue_depth(b3, ax, label="3 workers")``): the line with more workers drops to zero sooner.
+    ``legend=False`` leaves the legend out (the lines carry their labels).
     """
     import matplotlib.pyplot as plt
 
@@ -98,7 +100,7 @@ def queue_depth(
     ax.yaxis.get_major_locator().set_params(integer=True)
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
-    if series:
+    if series and legend:
         ax.legend(fontsize=8, frameon=False)
     if title:
         ax.set_title(title, fontsize=11, loc="left")

@@ -141,35 +141,21 @@ class Explorer(widgets.VBox):
             ax.set_position(box)
         return ax
 
-    def paste_legend(self, handles: list[Any], ax: Any) -> None:
-        """Put the timeline's legend right of ``ax`` as a pre-drawn picture.
+    def paste_legend(self, handles: list[Any], ax: Any, *, inside: bool = False) -> None:
+        """Put a legend for ``handles`` right of ``ax`` (or inside its top right corner), as pixels.
 
-        Text is the slowest thing matplotlib draws, and the legend hardly changes between two
-        clicks, so it is drawn once per set of entries and pasted as pixels afterwards.
+        Text is the slowest thing matplotlib draws, and a legend hardly changes between two
+        clicks, so it is drawn once per set of entries and pasted as a picture afterwards.
         """
         if not handles:
             return
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-
-        from evbroker.views.timeline import legend_at
-
-        key = tuple(h.get_label() for h in handles)
+        key = (inside, *(h.get_label() for h in handles))
         pixels = _LEGENDS.get(key)
         if pixels is None:
-            import numpy as np
-
-            fig = Figure(figsize=(2.3, 0.08 + 0.175 * len(handles)), dpi=style.WIDGET_DPI)
-            FigureCanvasAgg(fig)
-            holder = fig.add_axes((0, 0, 0.001, 1))
-            holder.set_axis_off()
-            legend_at(holder, handles)
-            fig.canvas.draw()
-            pixels = np.asarray(fig.canvas.buffer_rgba()).copy()
-            _LEGENDS[key] = pixels
+            pixels = _LEGENDS[key] = _draw_legend(handles, inside)
         bbox = ax.get_position()
         width, height = self.figure.canvas.get_width_height()
-        x = int(bbox.x1 * width) + 6
+        x = int(bbox.x1 * width) - pixels.shape[1] - 4 if inside else int(bbox.x1 * width) + 6
         y = int(bbox.y1 * height) - pixels.shape[0]
         self.figure.figimage(pixels, xo=x, yo=y, origin="upper", zorder=10)
 
@@ -219,6 +205,28 @@ class Explorer(widgets.VBox):
         for child in [*self.controls, self.image, self.summary_html, self.errors]:
             child.close()
         super().close()
+
+
+def _draw_legend(handles: list[Any], inside: bool) -> Any:
+    """A legend drawn on its own, cropped to its ink: an RGBA array."""
+    import numpy as np
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from evbroker.views.timeline import legend_at
+
+    fig = Figure(figsize=(2.6, 0.1 + 0.175 * len(handles)), dpi=style.WIDGET_DPI)
+    FigureCanvasAgg(fig)
+    holder = fig.add_axes((0, 0, 0.001, 1))
+    holder.set_axis_off()
+    legend = legend_at(holder, handles)
+    if inside:
+        for text in legend.get_texts():
+            text.set_fontsize(8)
+    fig.canvas.draw()
+    pixels = np.asarray(fig.canvas.buffer_rgba()).copy()
+    ink = np.nonzero((pixels[:, :, :3] < 250).any(axis=2).any(axis=0))[0]
+    return pixels[:, : int(ink.max()) + 3] if ink.size else pixels
 
 
 def wipe(ax: Any) -> None:

@@ -125,4 +125,5 @@ class QueueExplorer(Explorer):
         left.set_xlim(0, max([*counts.values(), 1]) * 1.2)
         for side in ("top", "right"):
             left.spines[side].set_visible(False)
-        queue_depth(b, right, title="queue depth")
+        queue_depth(b, right, title="queue depth", legend=False)
+        self.paste_legend(right.get_lines(), right, inside=True)
