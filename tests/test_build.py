@@ -199,6 +199,7 @@ def build(monkeypatch, capsys):
     return run
 
 
+@pytest.mark.slow
 def test_building_twice_writes_the_same_bytes_with_outputs_widgets_and_stable_counts(tmp_path, build):
     lesson = tmp_path / "99_widgets.ipynb"
     shutil.copy(FIXTURES / "lessons" / "99_widgets.ipynb", lesson)
@@ -227,6 +228,7 @@ def test_building_twice_writes_the_same_bytes_with_outputs_widgets_and_stable_co
     assert "version" not in nb["metadata"]["language_info"]
 
 
+@pytest.mark.slow
 def test_a_failing_or_noisy_cell_fails_the_build_naming_notebook_and_cell(tmp_path, build):
     broken = tmp_path / "01_broken.ipynb"
     noisy = tmp_path / "02_noisy.ipynb"

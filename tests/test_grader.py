@@ -16,6 +16,8 @@ from evbroker.build import read_notebook, write_notebook
 from evbroker.grading.grader import Grader, main
 from evbroker.grading.submissions import Submission
 
+pytestmark = pytest.mark.slow  # every test here starts kernels
+
 FIXTURES = Path(__file__).parent / "fixtures"
 sys.path.insert(0, str(FIXTURES))
 from fixture_class import INTERRUPT_PROOF_LOOP, NAME, SOLUTION, class_submissions  # noqa: E402

@@ -36,6 +36,7 @@ from evbroker.grading import (
     trials,
 )
 from evbroker.grading.__main__ import main as grading_main
+from evbroker.grading.assess import assess
 from evbroker.grading.cells import metadata, validate_solution
 from evbroker.grading.execution import CellRun, NotebookRun, run_notebook
 from evbroker.grading.friendly import MESSAGE
@@ -295,6 +296,17 @@ def test_every_committed_solution_agrees_with_its_checks(path):
     assert validate_solution(path) == []
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("path", sorted((ROOT / "exercises").glob("*.ipynb")), ids=lambda p: p.name)
+def test_every_shipped_exercise_fails_only_because_its_answers_are_missing(path):
+    """Run as shipped, every graded cell reports "not answered" and no other cell errors."""
+    result = assess(path, cell_timeout=120, timeout=600)
+    assert result.status == "ok", result.notes
+    assert {q.id: q.status for q in result.questions} == {q.id: "unanswered" for q in result.questions}
+    assert result.questions, "an exercise has graded cells"
+    assert result.cell_errors == []
+
+
 # ---------------------------------------------------------------------------- marking
 
 
@@ -469,6 +481,7 @@ def exercise(tmp_path, monkeypatch):
     return path
 
 
+@pytest.mark.slow
 def test_in_a_kernel_stub_cells_and_check_cells_speak_to_the_learner(exercise):
     nb = read_notebook(exercise)
     run = run_notebook(nb, exercise.parent, cell_timeout=30, timeout=120)
@@ -480,6 +493,7 @@ def test_in_a_kernel_stub_cells_and_check_cells_speak_to_the_learner(exercise):
     assert run.status == "ok"
 
 
+@pytest.mark.slow
 def test_self_check_prints_points_per_question_and_the_total(exercise):
     out = io.StringIO()
     shutil.copytree(FIXTURES / "solutions", exercise.parent.parent / "solutions")
@@ -490,6 +504,7 @@ def test_self_check_prints_points_per_question_and_the_total(exercise):
     assert re.search(r"\ntotal +5 / 5\n", text)
 
 
+@pytest.mark.slow
 def test_self_check_command_on_an_unanswered_exercise(exercise):
     shutil.copytree(FIXTURES / "solutions", exercise.parent.parent / "solutions")
     nb = read_notebook(exercise)
