@@ -86,6 +86,7 @@ class _Worker:
     state: str = "idle"  # "idle" | "busy" | "down"; the queue's `free` counts the idle ones
     outages: int = 0  # outages under way: the worker stays down until the last one ends
     current: _Copy | None = None  # the copy being processed
+    attempt: int = 0  # and which delivery of it
     done: Entry | None = None  # its scheduled completion, cancelled if the worker dies first
     midway: Entry | None = None  # a scheduled crash during processing
     restart: Entry | None = None  # its scheduled restart after a crash
@@ -471,7 +472,7 @@ class Broker:
                     self._lose(c, "delivery lost")
                 return
             if f.crash_before_process and self._draw(f.crash_before_process, msg):
-                self._crash(w, "before processing", c)
+                self._crash(w, "before processing", c, attempt)
                 if at_most_once:
                     self._lose(c, "worker crashed before processing")
                 return
@@ -493,6 +494,7 @@ class Broker:
         w.state = "busy"
         q.free -= 1
         w.current = c
+        w.attempt = attempt
         ctx = Context(self, msg, w.name, now)
         error: BaseException | None = None
         try:
@@ -512,7 +514,7 @@ class Broker:
         c.duration = duration
         events.append(_new(TraceEvent, (now, "process", w.name, c.id, attempt, detail, None, q.name, None)))
         if f is not NO_FAULTS and f.crash_during_process and self._draw(f.crash_during_process, msg):
-            w.midway = clock.at(now + duration / 2, COMPLETE, self._crash_midway, w, c)
+            w.midway = clock.at(now + duration / 2, COMPLETE, self._crash_midway, w, c, attempt)
         w.done = clock.at(now + duration, COMPLETE, self._complete, w, c, attempt, msg, ctx, error)
 
     def _service_time(self, w: _Worker, msg: Message) -> float:
@@ -537,7 +539,7 @@ class Broker:
             w.current = None
             reason = f"handler raised {type(error).__name__}: {error}"
             self._events.append(
-                TraceEvent(self._clock.now, "handler-error", w.name, c.id, c.attempt, reason, None, q.name)
+                TraceEvent(self._clock.now, "handler-error", w.name, c.id, attempt, reason, None, q.name)
             )
             if q.guarantee == "at-most-once":
                 self._lose(c, reason)
@@ -546,10 +548,10 @@ class Broker:
                 self._fail(c, reason)
             self._dispatch(q)
             return
-        self._commit(w, c, ctx)
+        self._commit(w, c, attempt, ctx)
         f = w.faults
         if f is not NO_FAULTS and f.crash_before_ack and self._draw(f.crash_before_ack, msg):
-            self._crash(w, "after processing, before the ack", c)
+            self._crash(w, "after processing, before the ack", c, attempt)
             return
         if q.guarantee != "at-most-once":
             if f is not NO_FAULTS and f.lose_ack and self._draw(f.lose_ack, msg):
@@ -559,7 +561,7 @@ class Broker:
                         "ack-lost",
                         w.name,
                         c.id,
-                        c.attempt,
+                        attempt,
                         "the broker never hears it",
                         q.name,
                         q.name,
@@ -579,8 +581,11 @@ class Broker:
         if q.ready:
             self._dispatch(q)
 
-    def _commit(self, w: _Worker, c: _Copy, ctx: Context) -> None:
-        """Apply a finished handler's effects, publications and dedupe records, atomically."""
+    def _commit(self, w: _Worker, c: _Copy, attempt: int, ctx: Context) -> None:
+        """Apply a finished handler's effects, publications and dedupe records, atomically.
+
+        ``attempt`` is the delivery that did the work (the copy may have been redelivered since).
+        """
         q = c.queue
         now = self._clock.now
         events = self._events
@@ -595,19 +600,19 @@ class Broker:
         if conflict:
             events.append(
                 TraceEvent(
-                    now, "dedup", w.name, c.id, c.attempt, f"{conflict}: rolled back, nothing applied", None, q.name
+                    now, "dedup", w.name, c.id, attempt, f"{conflict}: rolled back, nothing applied", None, q.name
                 )
             )
             return
         for name, data in ctx.effects:
-            self._effects.append(Effect(now, name, w.name, q.name, c.id, c.attempt, c.key, data))
+            self._effects.append(Effect(now, name, w.name, q.name, c.id, attempt, c.key, data))
             events.append(
                 TraceEvent(
                     now,
                     "effect",
                     w.name,
                     c.id,
-                    c.attempt,
+                    attempt,
                     _effect_detail(name, data),
                     None,
                     q.name,
@@ -621,7 +626,7 @@ class Broker:
             q.ids.add(c.id)
         q.processed += 1
         q.unique.add(c.id)
-        events.append(_new(TraceEvent, (now, "complete", w.name, c.id, c.attempt, "", None, q.name, None)))
+        events.append(_new(TraceEvent, (now, "complete", w.name, c.id, attempt, "", None, q.name, None)))
         for dest, payload, key in ctx.publications:
             self._do_publish(self._new_id(), dest, payload, key, w.name, w.faults, 0, None)
 
@@ -639,7 +644,7 @@ class Broker:
             q.inflight -= 1
             q.acked += 1
             self._events.append(
-                _new(TraceEvent, (self._clock.now, "ack", w.name, c.id, c.attempt, "", q.name, q.name, None))
+                _new(TraceEvent, (self._clock.now, "ack", w.name, c.id, attempt, "", q.name, q.name, None))
             )
         else:
             self._events.append(
@@ -648,7 +653,7 @@ class Broker:
                     "late-ack",
                     w.name,
                     c.id,
-                    c.attempt,
+                    attempt,
                     "this delivery already timed out: ignored",
                     q.name,
                     q.name,
@@ -711,8 +716,11 @@ class Broker:
 
     # ------------------------------------------------------------------ crashes
 
-    def _crash(self, w: _Worker, why: str, c: _Copy | None) -> None:
-        """The worker dies: its unfinished work is void, and it restarts ``restart_after`` later."""
+    def _crash(self, w: _Worker, why: str, c: _Copy | None, attempt: int | None = None) -> None:
+        """The worker dies: its unfinished work is void, and it restarts ``restart_after`` later.
+
+        ``c`` and ``attempt`` are the copy and the delivery it held, if any.
+        """
         now = self._clock.now
         if w.state == "idle":
             w.queue.free -= 1
@@ -722,14 +730,12 @@ class Broker:
             if entry is not None:
                 Scheduler.cancel(entry)
         w.done = w.midway = None
-        self._events.append(
-            TraceEvent(now, "crash", w.name, c.id if c else None, c.attempt if c else None, why, None, w.queue.name)
-        )
+        self._events.append(TraceEvent(now, "crash", w.name, c.id if c else None, attempt, why, None, w.queue.name))
         w.restart = self._clock.at(now + w.restart_after, RESTART, self._restart, w)
 
-    def _crash_midway(self, w: _Worker, c: _Copy) -> None:
+    def _crash_midway(self, w: _Worker, c: _Copy, attempt: int) -> None:
         w.midway = None
-        self._crash(w, "during processing: the work was never committed", c)
+        self._crash(w, "during processing: the work was never committed", c, attempt)
         if c.queue.guarantee == "at-most-once":
             self._lose(c, "worker crashed during processing")
 
@@ -744,7 +750,7 @@ class Broker:
         w.outages += 1
         if w.state != "down":
             c = w.current
-            self._crash(w, "outage" + (": work in progress abandoned" if c else ""), c)
+            self._crash(w, "outage" + (": work in progress abandoned" if c else ""), c, w.attempt if c else None)
             if c is not None and c.queue.guarantee == "at-most-once":
                 self._lose(c, "worker taken down during processing")
         if w.restart is not None:  # it stays down until the outage ends
