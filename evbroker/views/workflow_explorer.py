@@ -112,8 +112,9 @@ class WorkflowExplorer(Explorer):
             f"<b>{html.escape(run.failure)}</b>: {html.escape(FAILURE_STORIES[run.failure])}."
             + (" Delivery faults on: crashes before the ack, lost acks and lost deliveries." if run.faults else "")
             + states_html(run)
-            + html_table(run.ledger.items(), caption="<b>ledger</b> (business effects)")
-            + measures_html(runs, run.style)
+            + '<div style="display:flex;flex-wrap:wrap;column-gap:28px;align-items:flex-start">'
+            + f"<div>{html_table(run.ledger.items(), caption='<b>ledger</b> (business effects)')}</div>"
+            + f"<div>{measures_html(runs, run.style)}</div></div>"
         )
         return summary, text
 
@@ -172,8 +173,8 @@ def measures_html(runs: dict[str, Any], chosen: str) -> str:
     body = [
         row("messages sent", [m.messages for m in ms]),
         row("deliveries", [m.deliveries for m in ms]),
-        row("places the workflow is defined", [len(m.defined_in) for m in ms]),
-        row("service-to-service links", [m.coupling.number_of_edges() for m in ms]),
+        row("places the flow is written", [len(m.defined_in) for m in ms]),
+        row("links between services", [m.coupling.number_of_edges() for m in ms]),
         row("last order settled at", ["-" if m.finished_at is None else f"{m.finished_at:g}" for m in ms]),
     ]
     return (
