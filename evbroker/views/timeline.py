@@ -102,7 +102,7 @@ def layout(trace: Trace, window: tuple[float, float] | None = None, colour_by: s
     lane_list = lanes(trace)
     y = {lane.name: i for i, lane in enumerate(lane_list)}
     times = [e.time for e in trace]
-    t0, t1 = (min(times), max(times)) if times else (0.0, 1.0)
+    t0, t1 = (min(0.0, min(times)), max(times)) if times else (0.0, 1.0)  # the clock starts at 0
     if window is not None:
         t0, t1 = window
     span = max(t1 - t0, 1e-9)
