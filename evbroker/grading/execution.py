@@ -70,9 +70,9 @@ async def _run(nb: NotebookNode, cwd: Path, cell_timeout: float, timeout: float)
         shutdown_kernel="immediate",
         on_cell_executed=lambda cell, cell_index, execute_reply: replies.update({cell_index: execute_reply}),
     )
-    deadline = time.monotonic() + timeout
     try:
         async with client.async_setup_kernel(env=kernel_env("agg")):
+            deadline = time.monotonic() + timeout  # from a started kernel: a slow start costs nobody
             for count, (index, cell_run) in enumerate(run.cells.items(), start=1):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from evbroker.build import ROOT, read_notebook
 from evbroker.grading.cells import graded_cells
-from evbroker.grading.gradebook import safe_name, save_report, write_feedback, write_gradebook
+from evbroker.grading.gradebook import save_report, write_feedback, write_gradebook
 from evbroker.grading.outcome import format_points
 from evbroker.grading.progress import ProgressBar
 from evbroker.grading.reports import NotebookReport, ungraded
@@ -72,7 +72,7 @@ class Grader:
     def grade(self, submissions: list[Submission], progress: ProgressBar | None = None) -> list[NotebookReport]:
         self.out.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="evbroker-grade-") as work, ThreadPoolExecutor(self.jobs) as pool:
-            futures = {pool.submit(self.grade_one, s, Path(work)): s for s in submissions}
+            futures = [pool.submit(self.grade_one, s, Path(work) / f"job{n}") for n, s in enumerate(submissions)]
             try:
                 for future in as_completed(futures):
                     report = future.result()
@@ -86,33 +86,35 @@ class Grader:
         write_feedback(self.reports, self.out)
         return self.reports
 
-    def grade_one(self, submission: Submission, work: Path) -> NotebookReport:
-        """Grade one submission in a worker process; a report comes back whatever happens."""
-        if submission.source is None:
-            note = f"could not tell which exercise {submission.path.name} answers; name it like the exercise"
-            return ungraded(submission.student, submission.notebook, str(submission.path), [], "no-source", note)
-        stem = f"{safe_name(submission.student)}--{safe_name(submission.path.stem)}-{id(submission)}"
+    def grade_one(self, submission: Submission, stem: Path) -> NotebookReport:
+        """Grade one submission in a worker process; a report comes back whatever happens.
+
+        ``stem`` is where the job's files go (``stem.job.json``, ``stem.result.json``, ``stem.log``).
+        """
+        s = submission
+        if s.source is None:
+            note = f"could not tell which exercise {s.path.name} answers; name it like the exercise"
+            return ungraded(s.student, s.notebook, str(s.path), [], "no-source", note)
+        try:
+            status, note = self._run_worker(s, stem)
+            if status == "ok":
+                return NotebookReport.from_dict(json.loads(_with_suffix(stem, ".result.json").read_text("utf-8")))
+        except Exception as exc:  # the grader's own trouble must not cost the other students their grades
+            status, note = "grader-error", f"the grader failed on this notebook: {type(exc).__name__}: {exc}"
+        return ungraded(s.student, s.notebook, str(s.path), _graded_or_none(s.source), status, note)
+
+    def _run_worker(self, s: Submission, stem: Path) -> tuple[str, str]:
+        """Run one job in a worker process: ("ok", "") or a status and what went wrong."""
         job = {
-            "student": submission.student,
-            "path": str(submission.path.resolve()),
-            "source": str(submission.source.resolve()),
+            "student": s.student,
+            "path": str(s.path.resolve()),
+            "source": str(s.source.resolve()) if s.source else None,
             "cell_timeout": self.cell_timeout,
             "timeout": self.timeout,
-            "result": str(work / f"{stem}.result.json"),
+            "result": str(_with_suffix(stem, ".result.json")),
         }
-        job_path = work / f"{stem}.job.json"
+        job_path, log_path = _with_suffix(stem, ".job.json"), _with_suffix(stem, ".log")
         job_path.write_text(json.dumps(job), encoding="utf-8")
-        failure = self._run_worker(job_path, work / f"{stem}.log")
-        result = Path(job["result"])
-        if failure is None and result.is_file():
-            return NotebookReport.from_dict(json.loads(result.read_text(encoding="utf-8")))
-        graded = graded_cells(read_notebook(submission.source))
-        note = failure or "the grader's worker ended without a result"
-        status = "timeout" if failure and "killed" in failure else "grader-error"
-        return ungraded(submission.student, submission.notebook, str(submission.path), graded, status, note)
-
-    def _run_worker(self, job_path: Path, log_path: Path) -> str | None:
-        """Run one job in a worker process; a description of what went wrong, or None."""
         proc = worker_context().Process(target=run_job, args=(str(job_path), str(log_path), dict(os.environ)))
         with self._lock:
             proc.start()
@@ -122,18 +124,13 @@ class Grader:
             if proc.is_alive():
                 proc.kill()
                 proc.join()
-                return f"killed after {self.timeout + self.grace:g} s: the notebook would not stop"
+                return "timeout", f"killed after {self.timeout + self.grace:g} s: the notebook would not stop"
         finally:
             with self._lock:
                 self._running.discard(proc)
-        if proc.exitcode != 0:
-            tail = (
-                log_path.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-1:]
-                if log_path.exists()
-                else []
-            )
-            return f"the grader's worker exited with code {proc.exitcode}" + (f" ({tail[0]})" if tail else "")
-        return None
+        if proc.exitcode != 0 or not Path(job["result"]).is_file():
+            return "grader-error", f"the grader's worker exited with code {proc.exitcode}{_last_line(log_path)}"
+        return "ok", ""
 
     def _record(self, report: NotebookReport) -> None:
         self.reports.append(report)
@@ -144,6 +141,22 @@ class Grader:
         with self._lock:
             for proc in self._running:
                 proc.kill()
+
+
+def _with_suffix(stem: Path, suffix: str) -> Path:
+    return stem.with_name(stem.name + suffix)
+
+
+def _last_line(log: Path) -> str:
+    lines = log.read_text(encoding="utf-8", errors="replace").strip().splitlines() if log.exists() else []
+    return f" ({lines[-1]})" if lines else ""
+
+
+def _graded_or_none(source: Path) -> list:
+    try:
+        return graded_cells(read_notebook(source))
+    except Exception:
+        return []
 
 
 def _summary(report: NotebookReport) -> str:
@@ -180,7 +193,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--source", type=Path, default=ROOT / "solutions", help="solution notebooks (default: solutions/)")
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 2, help="notebooks graded at once (default: CPUs)")
     p.add_argument("--cell-timeout", type=float, default=60, help="seconds one cell may run (default 60)")
-    p.add_argument("--timeout", type=float, default=600, help="seconds one notebook may run in total (default 600)")
+    p.add_argument(
+        "--timeout", type=float, default=600, help="seconds all of one notebook's cells may take (default 600)"
+    )
     return p
 
 

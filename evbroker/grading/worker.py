@@ -23,6 +23,7 @@ from evbroker.grading.reports import NotebookReport, ungraded
 
 
 def grade_job(job: dict) -> NotebookReport:
+    """Grade the submission a job describes; a report comes back even if grading itself fails."""
     source = Path(job["source"]) if job.get("source") else None
     try:
         return assess(
@@ -33,12 +34,17 @@ def grade_job(job: dict) -> NotebookReport:
             timeout=job["timeout"],
         )
     except Exception as exc:
-        graded = graded_cells(read_notebook(source)) if source else []
-        note = f"the grader failed on this notebook: {type(exc).__name__}: {exc}"
         traceback.print_exc()
-        return ungraded(
-            job["student"], source.stem if source else Path(job["path"]).stem, job["path"], graded, "grader-error", note
-        )
+        note = f"the grader failed on this notebook: {type(exc).__name__}: {exc}"
+        name = (source or Path(job["path"])).stem
+        return ungraded(job["student"], name, job["path"], _graded(source), "grader-error", note)
+
+
+def _graded(source: Path | None) -> list:
+    try:
+        return graded_cells(read_notebook(source)) if source else []
+    except Exception:
+        return []
 
 
 def run_job(job_path: str, log_path: str | None = None, env: dict[str, str] | None = None) -> None:
