@@ -2,7 +2,8 @@
 
 Unlike a lesson build, a run here never stops at an error: a failing check is an answer to
 record, not a broken notebook. A cell that runs past its limit is interrupted and the run goes
-on; a dead kernel or the total limit stops the run, and the cells left are marked "not-run".
+on; a dead kernel or the total limit (counted once the kernel has started) stops the run, and
+the cells left are marked "not-run".
 """
 
 from __future__ import annotations
@@ -11,10 +12,14 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from nbformat import NotebookNode
 
 from evbroker.build import kernel_env, notebook_client
+
+if TYPE_CHECKING:
+    from nbclient import NotebookClient
 
 OK, ERROR, TIMEOUT, NOT_RUN = "ok", "error", "timeout", "not-run"
 KERNEL_DIED, TOTAL_TIMEOUT, KERNEL_FAILED = "kernel-died", "timeout", "kernel-failed"
@@ -52,8 +57,6 @@ def run_notebook(nb: NotebookNode, cwd: Path, *, cell_timeout: float = 60, timeo
 
 
 async def _run(nb: NotebookNode, cwd: Path, cell_timeout: float, timeout: float) -> NotebookRun:
-    from nbclient.exceptions import DeadKernelError
-
     for cell in nb.cells:
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
@@ -72,25 +75,34 @@ async def _run(nb: NotebookNode, cwd: Path, cell_timeout: float, timeout: float)
     )
     try:
         async with client.async_setup_kernel(env=kernel_env("agg")):
-            deadline = time.monotonic() + timeout  # from a started kernel: a slow start costs nobody
-            for count, (index, cell_run) in enumerate(run.cells.items(), start=1):
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    run.status, run.detail = TOTAL_TIMEOUT, f"the notebook ran longer than {timeout:g} s in total"
-                    break
-                client.timeout = max(1, round(min(cell_timeout, remaining)))
-                try:
-                    await client.async_execute_cell(nb.cells[index], index, execution_count=count)
-                except DeadKernelError:
-                    cell_run.status = ERROR
-                    cell_run.ename, cell_run.evalue = "DeadKernelError", "the kernel died while running this cell"
-                    run.status, run.detail = KERNEL_DIED, f"the kernel died while running cell {index + 1}"
-                    break
-                _record(cell_run, nb.cells[index], replies.get(index, {}).get("content", {}), client.timeout)
+            await _run_cells(client, nb, run, replies, cell_timeout, timeout)
     except Exception as exc:  # the kernel could not start, or the connection broke
         if run.status == "ok":
             run.status, run.detail = KERNEL_FAILED, f"{type(exc).__name__}: {exc}"
     return run
+
+
+async def _run_cells(
+    client: NotebookClient, nb: NotebookNode, run: NotebookRun, replies: dict, cell_timeout: float, timeout: float
+) -> None:
+    """Run the cells one by one until the end, a dead kernel, or the total limit (counted from here)."""
+    from nbclient.exceptions import DeadKernelError
+
+    deadline = time.monotonic() + timeout
+    for count, (index, cell_run) in enumerate(run.cells.items(), start=1):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            run.status, run.detail = TOTAL_TIMEOUT, f"the notebook ran longer than {timeout:g} s in total"
+            return
+        client.timeout = max(1, round(min(cell_timeout, remaining)))
+        try:
+            await client.async_execute_cell(nb.cells[index], index, execution_count=count)
+        except DeadKernelError:
+            cell_run.status = ERROR
+            cell_run.ename, cell_run.evalue = "DeadKernelError", "the kernel died while running this cell"
+            run.status, run.detail = KERNEL_DIED, f"the kernel died while running cell {index + 1}"
+            return
+        _record(cell_run, nb.cells[index], replies.get(index, {}).get("content", {}), client.timeout)
 
 
 def _record(cell_run: CellRun, cell: NotebookNode, reply: dict, limit: float) -> None:
