@@ -211,7 +211,9 @@ class Broker:
                 f"queue {name!r}: max_deliveries must be None (retry forever) or a whole number >= 1 "
                 f"(got {max_deliveries!r}); e.g. max_deliveries=3"
             )
-        check_positive(f"queue {name!r}: retry_delay", retry_delay, allow_zero=True)
+        check_positive(
+            f"queue {name!r}: retry_delay", retry_delay, allow_zero=True, hint="; 0 puts a failed copy back at once"
+        )
         check_positive(
             f"queue {name!r}: retry_backoff",
             retry_backoff,
@@ -331,7 +333,9 @@ class Broker:
                 f"outage: start={start!r} is in the past (now is {self.now:g}); use start >= {self.now:g}"
             )
         if end <= start:
-            raise EvbrokerError(f"outage: end={end!r} must be after start={start!r}")
+            raise EvbrokerError(
+                f"outage: end={end!r} must be after start={start!r}; the worker is down from start to end"
+            )
         for w in targets:
             self._clock.at(float(start), RESTART, self._outage_begin, w)
             self._clock.at(float(end), RESTART, self._outage_end, w)
@@ -523,9 +527,9 @@ class Broker:
             return st
         value = st(msg)
         return check_positive(
-            f"worker {w.name!r}: service_time({msg.id}) returned",
+            f"worker {w.name!r}: service_time(msg) for {msg.id}",
             value,
-            hint="; the service_time callable must return a positive number",
+            hint="; the service_time callable must return how long this message takes",
         )
 
     def _complete(
@@ -850,35 +854,45 @@ class Broker:
             )
 
     def _check_topic(self, topic: object, where: str) -> None:
-        if topic not in self._topics:
-            hint = (
-                f"; {topic!r} is a queue, and queues bind to topics"
-                if topic in self._queues
-                else did_you_mean(topic, self._topics)
-            )
+        if topic in self._topics:
+            return
+        topics = ", ".join(self._topics) or "(none yet)"
+        if topic in self._queues:
             raise EvbrokerError(
-                f"{where}: no topic named {topic!r}{hint}. Topics: {', '.join(self._topics) or '(none yet)'}; "
-                f"declare it first with b.topic({topic!r})"
+                f"{where}: {topic!r} is a queue, not a topic; queues bind to topics (a queue gets a "
+                f"copy of what is published to the topics it is bound to). Topics: {topics}"
             )
+        close = did_you_mean(topic, self._topics)
+        raise EvbrokerError(
+            f"{where}: no topic named {topic!r}{close or '.'} Topics: {topics}; "
+            f"{'or ' if close else ''}declare it first with b.topic({topic!r})"
+        )
 
     def _check_destination(self, dest: object, where: str) -> None:
         if dest in self._topics or dest in self._queues:
             return
         known = [*self._topics, *self._queues]
+        close = did_you_mean(dest, known)
         raise EvbrokerError(
-            f"{where}: no topic or queue named {dest!r}{did_you_mean(dest, known)}. "
-            f"Known: {', '.join(known) or '(none yet)'}; declare it with b.topic(...) or b.queue(...)"
+            f"{where}: no topic or queue named {dest!r}{close or '.'} Known: {', '.join(known) or '(none yet)'}; "
+            f"{'or ' if close else ''}declare it with b.topic({dest!r}) or b.queue({dest!r})"
         )
 
     def _get_queue(self, name: object, where: str) -> _Queue:
         q = self._queues.get(name)  # type: ignore[arg-type]
-        if q is None:
-            hint = f"; {name!r} is a topic: workers read from queues bound to it" if name in self._topics else ""
+        if q is not None:
+            return q
+        queues = ", ".join(self._queues) or "(none yet)"
+        if name in self._topics:
             raise EvbrokerError(
-                f"{where}: no queue named {name!r}{hint or did_you_mean(name, self._queues)}. "
-                f"Queues: {', '.join(self._queues) or '(none yet)'}; declare it with b.queue({name!r})"
+                f"{where}: {name!r} is a topic, not a queue; workers read from a queue bound to it, e.g. "
+                f"b.queue('email', bind={name!r}) then b.worker('email', handler). Queues: {queues}"
             )
-        return q
+        close = did_you_mean(name, self._queues)
+        raise EvbrokerError(
+            f"{where}: no queue named {name!r}{close or '.'} Queues: {queues}; "
+            f"{'or ' if close else ''}declare it with b.queue({name!r})"
+        )
 
 
 def _effect_detail(name: str, data: dict) -> str:
