@@ -12,6 +12,17 @@ In ``evbroker/grading/checks_NN.py`` (check authors)::
     @register("02-stacked-topology", points=3, title="stacked topology")
     def _(build_topology): ...
 
+Writing an exercise (``solutions/NN_name.ipynb``; ``exercises/`` is generated from it):
+
+- answer cell: nbgrader ``{"solution": true, "grade": false, "locked": false, "grade_id": ...}``;
+  the answer sits between ``### BEGIN SOLUTION`` and ``### END SOLUTION``; a value answer
+  names its variable before the markers (``charges = None``) so the exercise still lints;
+- graded cell: ``{"solution": false, "grade": true, "locked": true, "grade_id": "NN-name",
+  "points": P}`` holding just ``check("NN-name", answer)``; P equals the check's points;
+- every nbgrader cell also carries ``"schema_version": 3`` (``cells.metadata()`` builds them);
+- ``python -m evbroker.grading validate solutions/NN_name.ipynb`` checks all of that;
+  ``make notebooks`` then ``make exercises`` regenerate outputs and exercises.
+
 From a terminal: ``python -m evbroker.grading check exercises/02_x.ipynb`` (self-check) and
 ``python -m evbroker.grading grade FOLDER --out DIR`` (classroom grader). Those load nbclient
 only when used, so importing this package in a notebook stays light.
