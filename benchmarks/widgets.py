@@ -117,7 +117,12 @@ def drive(explorer: Any, steps: Sequence[tuple[str, Any]], repeats: int) -> tupl
 
 def naive(function: Callable[..., None], options: dict[str, Any], steps: Sequence, repeats: int) -> tuple[list, list]:
     """The same steps through ``ipywidgets.interactive`` over a rebuild-everything function."""
-    w = widgets.interactive(function, **options)
+    quiet = contextlib.ExitStack()
+    # without a kernel, interactive's clear_output writes terminal escapes: keep them out
+    quiet.enter_context(contextlib.redirect_stdout(io.StringIO()))
+    quiet.enter_context(contextlib.redirect_stderr(io.StringIO()))
+    with quiet:
+        w = widgets.interactive(function, **options)
     controls = {c.description: c for c in w.children if hasattr(c, "description")}
     walls, cpus = [], []
     for _ in range(repeats):
@@ -125,7 +130,6 @@ def naive(function: Callable[..., None], options: dict[str, Any], steps: Sequenc
             control = controls[name]
             if control.value == value:
                 continue
-            # without a kernel, interactive's clear_output writes terminal escapes: keep them out
             with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
                 wall, cpu = timed(lambda c=control, v=value: setattr(c, "value", v))
             walls.append(wall)
