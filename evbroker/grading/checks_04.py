@@ -240,21 +240,40 @@ def fail_unless_settled(run: Run) -> None:
         raise CheckFailed(f"The run did not finish: {run.stuck}")
 
 
-def expect_each_order_charged(run: Run, *, at_most_once: bool, effect: str = "charge", verb: str = "charged") -> None:
+def expect_each_order_charged(
+    run: Run,
+    *,
+    at_most_once: bool,
+    effect: str = "charge",
+    verb: str = "charged",
+    work_of: Callable[[eb.Effect], Any] | None = None,
+) -> None:
     """Fail naming the first order charged never (or, with ``at_most_once``, more than once) or charged
-    the wrong amount, with its story."""
-    done = Counter(e.key for e in run.broker.effects(effect))
+    the wrong amount, with its story.
+
+    An "order" is whatever :attr:`Run.placed` names; ``work_of(effect)`` says which one an effect
+    did (default: the message's business key).
+    """
+    work_of = work_of or (lambda e: e.key)
+    done = Counter(work_of(e) for e in run.broker.effects(effect))
     for order, msgs in run.messages().items():
         n = done[order]
         if n == 0:
-            raise CheckFailed(f"{order} was lost: it was never {verb}.\n" + order_story(run.broker, msgs))
+            skipped = run.broker.trace.where(kind="complete", msg=msgs)
+            why = (
+                " A delivery of it was processed to the end without one: the handler found nothing to do."
+                if skipped
+                else ""
+            )
+            raise CheckFailed(f"{order} was never {verb}.{why}\n" + order_story(run.broker, msgs))
         if at_most_once and n > 1:
             raise CheckFailed(f"{order} was {verb} {count_times(n)}.\n" + order_story(run.broker, msgs))
     for e in run.broker.effects(effect):
-        want = run.amounts.get(e.key)
+        order = work_of(e)
+        want = run.amounts.get(order)
         if want is not None and e.data.get("amount") != want:
             raise CheckFailed(
-                f"{e.key} was {verb} {e.data.get('amount')!r}, but its message asks for {want!r}.\n" + run.story(e.key)
+                f"{order} was {verb} {e.data.get('amount')!r}, but its message asks for {want!r}.\n" + run.story(order)
             )
 
 
@@ -435,9 +454,20 @@ def replay(check_id: str, answer: Callable[..., Any], *, seed: int, fault: str) 
 
     A run that could not settle stops where the broker gave up.
     """
-    if check_id not in _REPLAYS:
-        raise one_of("replay: check_id", check_id, _REPLAYS)
-    scenario, faults = _REPLAYS[check_id]
+    return replay_from(_REPLAYS, check_id, answer, seed, fault)
+
+
+def replay_from(
+    table: Mapping[str, tuple[Callable[[Any, int, str], Run], Mapping[str, Any]]],
+    check_id: str,
+    answer: Callable[..., Any],
+    seed: int,
+    fault: str,
+) -> eb.Broker:
+    """:func:`replay` for the checks in ``table`` (check id -> (scenario, its faults))."""
+    if check_id not in table:
+        raise one_of("replay: check_id", check_id, table)
+    scenario, faults = table[check_id]
     pick(faults, fault)
     return scenario(answer, seed, fault).broker
 

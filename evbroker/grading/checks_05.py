@@ -4,8 +4,8 @@ Four questions, 10 points:
 
 - ``05-predict-charges`` (2, predict): the charges of a consumer that dedupes by message id,
   when one worker crashes before its ack and checkout retries one publish.
-- ``05-payment-handler`` (3, build): ``charge_once(msg, ctx)`` charges every order exactly
-  once, whatever crashes, lost acks, slow workers and producer retries do.
+- ``05-payment-handler`` (3, build): ``charge_card(msg, ctx)`` charges every installment of
+  every order exactly once, whatever crashes, lost acks, slow workers and producer retries do.
 - ``05-fix-shipping`` (3, debug): ``ship(msg, ctx)``, a fixed version of a shipping handler
   that prints two labels for one parcel.
 - ``05-idempotent-refund`` (2, build): ``refund(msg, ctx)`` gives back what was charged, once,
@@ -19,12 +19,11 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import evbroker as eb
-from evbroker.errors import one_of
-from evbroker.grading.authoring import call_answer, expect_callable, expect_equal, expect_number, trials
+from evbroker.grading.authoring import expect_callable, expect_equal, expect_number, trials
 from evbroker.grading.checks_04 import (
     SEEDS,
     SETTLE_LIMIT,
@@ -33,6 +32,7 @@ from evbroker.grading.checks_04 import (
     expect_each_order_charged,
     fail_unless_settled,
     pick,
+    replay_from,
     replay_line,
     run_settling,
 )
@@ -102,50 +102,84 @@ def check_predict_charges(charges: Any) -> None:
 
 # ---------------------------------------------------------------------------- 05-payment-handler
 
-PAYMENT_ORDERS = 8
+PAYMENT_ORDERS = 6
 PAYMENT_FAULTS = _schedules(slow_by=3.0)
+#: The second installment of an order is published this long after the first.
+INSTALLMENT_GAP = 2.0
 
 
-def _amounts(seed: int, n: int) -> list[tuple[str, int]]:
-    """``n`` (customer, amount) pairs drawn from the seed; with 4 customers, some order twice."""
+def installments(seed: int) -> list[tuple[str, int, str, int, float]]:
+    """The payments of one seed: (order, installment, customer, amount, publish time).
+
+    Every order has an installment 1; some (at least one) are paid in two installments. With
+    four customers and six orders, some customer always orders twice.
+    """
     rng = random.Random(seed)
-    return [(rng.choice(CUSTOMERS), rng.randrange(10, 100, 5)) for _ in range(n)]
+    split = {seed % PAYMENT_ORDERS + 1}
+    plan = []
+    for i in range(1, PAYMENT_ORDERS + 1):
+        order, customer, at = f"order-{i}", rng.choice(CUSTOMERS), 0.5 * (i - 1)
+        plan.append((order, 1, customer, rng.randrange(10, 100, 5), at))
+        if i in split or rng.random() < 0.4:
+            plan.append((order, 2, customer, rng.randrange(10, 100, 5), at + INSTALLMENT_GAP))
+    return plan
 
 
-def paid_orders(charge_once: Callable[[eb.Message, eb.Context], Any], seed: int, fault: str) -> Run:
-    """The run of ``05-payment-handler``: lesson 05's checkout with eight orders and three workers.
+def installment_label(order: str, installment: Any) -> str:
+    """How a failure names one payment: "order-3 installment 2"."""
+    return f"{order} installment {installment}"
 
-    ``checkout`` publishes ``{"order", "customer", "amount"}`` with ``key=<order>`` every half
-    time unit to ``payments`` (at-least-once, ``ack_timeout=3``), read by three workers running
-    ``charge_once`` (1 time unit each); ``fault`` is a key of :data:`PAYMENT_FAULTS`.
+
+def paid_installments(charge_card: Callable[[eb.Message, eb.Context], Any], seed: int, fault: str) -> Run:
+    """The run of ``05-payment-handler``: lesson 05's checkout, with orders paid in installments.
+
+    ``checkout`` publishes ``{"order", "installment", "customer", "amount"}`` with
+    ``key=<order>`` to ``payments`` (at-least-once, ``ack_timeout=3``), read by three workers
+    running ``charge_card`` (1 time unit each), as :func:`installments` says; ``fault`` is a
+    key of :data:`PAYMENT_FAULTS`.
     """
     worker_faults, producer_faults = pick(PAYMENT_FAULTS, fault)
     b = eb.Broker(seed=seed, settle_limit=SETTLE_LIMIT)
     b.queue("payments", guarantee="at-least-once", ack_timeout=3)
-    b.worker("payments", charge_once, count=3, service_time=1, faults=worker_faults)
+    b.worker("payments", charge_card, count=3, service_time=1, faults=worker_faults)
     run = Run(b)
-    for i, (customer, amount) in enumerate(_amounts(seed, PAYMENT_ORDERS)):
-        order = f"order-{i + 1}"
-        payload = {"order": order, "customer": customer, "amount": amount}
-        mid = b.publish("payments", payload, at=0.5 * i, key=order, by=PRODUCER, faults=producer_faults)
-        run.place(mid, order, amount)
+    for order, installment, customer, amount, at in installments(seed):
+        payload = {"order": order, "installment": installment, "customer": customer, "amount": amount}
+        mid = b.publish("payments", payload, at=at, key=order, by=PRODUCER, faults=producer_faults)
+        run.place(mid, installment_label(order, installment), amount)
     run.stuck = run_settling(b)
     return run
 
 
 @register("05-payment-handler", points=3, title="an idempotent payment handler")
-def check_payment_handler(charge_once: Any) -> None:
-    expect_callable(charge_once, "charge_once", params=2)
+def check_payment_handler(charge_card: Any) -> None:
+    expect_callable(charge_card, "charge_card", params=2)
     for t in trials(seeds=SEEDS, fault=PAYMENT_FAULTS):
         fault = t.labels["fault"]
         try:
-            run = paid_orders(charge_once, t.seed, fault)
-            _fail_on_handler_error(run, "charge_once")
+            run = paid_installments(charge_card, t.seed, fault)
+            _fail_on_handler_error(run, "charge_card")
             fail_unless_settled(run)
-            _expect_charges_name_their_order(run.broker, "charge", "charge_once")
-            expect_each_order_charged(run, at_most_once=True)
+            _expect_charges_name_their_payment(run.broker)
+            expect_each_order_charged(
+                run, at_most_once=True, work_of=lambda e: installment_label(e["order"], e["installment"])
+            )
         except CheckFailed as failure:
-            raise failure.with_replay(replay_line("05-payment-handler", "charge_once", t.seed, fault)) from None
+            raise failure.with_replay(replay_line("05-payment-handler", "charge_card", t.seed, fault)) from None
+
+
+def _expect_charges_name_their_payment(b: eb.Broker) -> None:
+    for e in b.effects("charge"):
+        if any(field not in e.data for field in ("order", "installment", "amount")):
+            raise CheckFailed(
+                f"charge_card recorded a charge with {e.data}: say which payment it is and how much, "
+                "ctx.effect('charge', order=..., installment=..., amount=...), from the message's payload."
+            )
+        if e.data["order"] != e.key:
+            raise CheckFailed(
+                f"charge_card charged order {e.data['order']!r} while handling {e.key} ({e.msg}); "
+                "the charge should name the order of the message being handled."
+            )
 
 
 def _fail_on_handler_error(run: Run, name: str) -> None:
@@ -158,17 +192,224 @@ def _fail_on_handler_error(run: Run, name: str) -> None:
         )
 
 
-def _expect_charges_name_their_order(b: eb.Broker, effect: str, name: str) -> None:
-    for e in b.effects(effect):
-        if "order" not in e.data or "amount" not in e.data:
+# ---------------------------------------------------------------------------- 05-fix-shipping
+
+SHIPPING_ORDERS = 8
+SHIPPING_FAULTS = _schedules(slow_by=3.0)
+ADDRESSES = ("1 Loop Road", "22 Queue Street", "3 Ack Avenue", "40 Topic Lane")
+
+
+def send_email(msg: eb.Message, ctx: eb.Context) -> None:
+    """The email service: one "your parcel is on its way" mail per ``order.shipped`` event."""
+    payload = msg.payload if isinstance(msg.payload, dict) else {}
+    ctx.effect("email", order=payload.get("order", msg.key))
+
+
+def shipped_orders(ship: Callable[[eb.Message, eb.Context], Any], seed: int, fault: str) -> Run:
+    """The run of ``05-fix-shipping``: eight paid orders to the ``shipping`` queue.
+
+    ``payments`` publishes ``{"order", "address"}`` with ``key=<order>`` every half time unit
+    to ``shipping`` (at-least-once, ``ack_timeout=3``), read by three workers running ``ship``
+    (1 time unit each). ``ship`` prints a label and publishes ``order.shipped``, which the
+    ``email`` service turns into one mail each. ``fault`` is a key of :data:`SHIPPING_FAULTS`.
+    """
+    worker_faults, producer_faults = pick(SHIPPING_FAULTS, fault)
+    b = eb.Broker(seed=seed, settle_limit=SETTLE_LIMIT)
+    b.topic("order.shipped")
+    b.queue("shipping", guarantee="at-least-once", ack_timeout=3)
+    b.queue("email", bind="order.shipped")
+    b.worker("shipping", ship, count=3, service_time=1, faults=worker_faults)
+    b.worker("email", send_email, service_time=0.1)
+    rng = random.Random(seed)
+    run = Run(b)
+    for i in range(SHIPPING_ORDERS):
+        order = f"order-{i + 1}"
+        payload = {"order": order, "address": rng.choice(ADDRESSES)}
+        mid = b.publish("shipping", payload, at=0.5 * i, key=order, by="payments", faults=producer_faults)
+        run.placed[mid] = order
+    run.stuck = run_settling(b)
+    return run
+
+
+@register("05-fix-shipping", points=3, title="fix the double label")
+def check_fix_shipping(ship: Any) -> None:
+    expect_callable(ship, "ship", params=2)
+    for t in trials(seeds=SEEDS, fault=SHIPPING_FAULTS):
+        fault = t.labels["fault"]
+        try:
+            run = shipped_orders(ship, t.seed, fault)
+            _fail_on_handler_error(run, "ship")
+            fail_unless_settled(run)
+            for e in run.broker.effects("label"):
+                if e.data.get("order") != e.key:
+                    raise CheckFailed(
+                        f"ship printed a label with {e.data} while handling {e.key} ({e.msg}); keep the label as "
+                        "it was: ctx.effect('label', order=msg.key, address=...)."
+                    )
+            expect_each_order_charged(run, at_most_once=True, effect="label", verb="given a label")
+            mails = Counter(e["order"] for e in run.broker.effects("email"))
+            for order in run.messages():
+                n = mails[order]
+                if n != 1:
+                    raise CheckFailed(
+                        f"{order}'s order.shipped event was published {count_times(n)}, so the customer got "
+                        f"{n} 'on its way' email{'s' if n != 1 else ''}.\n" + run.story(order)
+                    )
+        except CheckFailed as failure:
+            raise failure.with_replay(replay_line("05-fix-shipping", "ship", t.seed, fault)) from None
+
+
+# ---------------------------------------------------------------------------- 05-idempotent-refund
+
+REFUND_ORDERS = 6
+REFUND_FAULTS = _schedules(slow_by=3.0)
+ORCHESTRATOR = "orchestrator"
+REFUNDS_FROM = 12.0
+LATE_CHARGE_AT = 30.0
+
+
+def charge_for_order(msg: eb.Message, ctx: eb.Context) -> None:
+    """The payment service's charge: once per order, and not at all once that order was refunded."""
+    order = msg.key
+    if ctx.seen((order, "charge")) or ctx.seen((order, "refund")):
+        return
+    ctx.effect("charge", order=order, amount=msg.payload["amount"])
+    ctx.remember((order, "charge"))
+
+
+def payment_service(refund: Callable[[eb.Message, eb.Context], Any]) -> Callable[[eb.Message, eb.Context], None]:
+    """The payment service's handler: ``charge`` commands to :func:`charge_for_order`, ``refund`` ones to ``refund``."""
+
+    def handle(msg: eb.Message, ctx: eb.Context) -> None:
+        if msg.payload["command"] == "charge":
+            charge_for_order(msg, ctx)
+        else:
+            refund(msg, ctx)
+
+    return handle
+
+
+def refund_plan(seed: int) -> list[tuple[str, int, bool, bool]]:
+    """For each order of one seed: (order, amount, charge command sent, refund command sent).
+
+    Some orders are refunded after a charge, some are refunded though no charge was ever sent
+    (an orchestrator in doubt), some are not refunded at all.
+    """
+    rng = random.Random(seed)
+    plan = [(f"order-{i}", 10 * i, rng.random() < 0.7, rng.random() < 0.7) for i in range(1, REFUND_ORDERS + 1)]
+    doubt, undo = seed % REFUND_ORDERS, (seed + 2) % REFUND_ORDERS
+    plan[doubt] = (plan[doubt][0], plan[doubt][1], False, True)
+    plan[undo] = (plan[undo][0], plan[undo][1], True, True)
+    return plan
+
+
+#: The order whose charge command arrives after its refund (an orchestrator's command held up).
+def _overtaken(seed: int) -> str:
+    return f"order-{(seed + 4) % REFUND_ORDERS + 1}"
+
+
+def refunded_orders(refund: Callable[[eb.Message, eb.Context], Any], seed: int, fault: str) -> Run:
+    """The run of ``05-idempotent-refund``: charges, then refunds, through one payment service.
+
+    The ``orchestrator`` sends ``{"command": "charge" | "refund", "order", "amount"}`` with
+    ``key=<order>`` to ``payment`` (at-least-once, ``ack_timeout=3``, three workers running
+    :func:`payment_service`): charges from t = 0, refunds from t = 12, as :func:`refund_plan`
+    says; one order's charge is held up and arrives long after its refund, at t = 30.
+    """
+    worker_faults, producer_faults = pick(REFUND_FAULTS, fault)
+    b = eb.Broker(seed=seed, settle_limit=SETTLE_LIMIT)
+    b.queue("payment", guarantee="at-least-once", ack_timeout=3)
+    b.worker("payment", payment_service(refund), count=3, service_time=1, faults=worker_faults)
+    run = Run(b)
+    late = _overtaken(seed)
+    for i, (order, amount, charged, refunded) in enumerate(refund_plan(seed)):
+        run.amounts[order] = amount
+        sends = []
+        if charged or order == late:
+            sends.append(("charge", LATE_CHARGE_AT if order == late else 0.5 * i))
+        if refunded or order == late:
+            sends.append(("refund", REFUNDS_FROM + 0.5 * i))
+        for command, at in sends:
+            payload = {"command": command, "order": order, "amount": amount}
+            mid = b.publish("payment", payload, at=at, key=order, by=ORCHESTRATOR, faults=producer_faults)
+            run.placed[mid] = order
+    run.stuck = run_settling(b)
+    return run
+
+
+@register("05-idempotent-refund", points=2, title="an idempotent refund")
+def check_refund(refund: Any) -> None:
+    expect_callable(refund, "refund", params=2)
+    for t in trials(seeds=SEEDS, fault=REFUND_FAULTS):
+        fault = t.labels["fault"]
+        try:
+            run = refunded_orders(refund, t.seed, fault)
+            _fail_on_handler_error(run, "refund")
+            fail_unless_settled(run)
+            _judge_refunds(run, t.seed)
+        except CheckFailed as failure:
+            raise failure.with_replay(replay_line("05-idempotent-refund", "refund", t.seed, fault)) from None
+
+
+def _judge_refunds(run: Run, seed: int) -> None:
+    b = run.broker
+    for e in b.effects("refund"):
+        if e.data.get("order") != e.key or "amount" not in e.data:
             raise CheckFailed(
-                f"{name} recorded a {effect!r} effect with {e.data}: say which order and how much, "
-                f"e.g. ctx.effect({effect!r}, order=..., amount=...), using the message's payload."
+                f"refund recorded {e.data} while handling {e.key} ({e.msg}); record each refund as "
+                "ctx.effect('refund', order=..., amount=...), from the command's payload."
             )
-        if e.data["order"] != e.key:
+    charges = Counter(e.key for e in b.effects("charge"))
+    refunds = Counter(e.key for e in b.effects("refund"))
+    asked = {order for order, _, _, refunded in refund_plan(seed) if refunded} | {_overtaken(seed)}
+    for order, amount in run.amounts.items():
+        charged, refunded = charges[order], refunds[order]
+        if refunded and order not in asked:
+            raise CheckFailed(f"{order} was refunded though nobody asked for its refund.\n" + run.story(order))
+        if refunded > 1:
+            raise CheckFailed(f"{order} was refunded {count_times(refunded)}.\n" + run.story(order))
+        if refunded > charged:
             raise CheckFailed(
-                f"{name} recorded a {effect!r} for order {e.data['order']!r} while handling {e.key} ({e.msg}); "
-                "the effect should name the order of the message being handled."
+                f"{order} was refunded {amount}, but it was never charged: the customer got money the shop never "
+                "took.\n" + run.story(order)
+            )
+        if order in asked and charged > refunded:
+            overtaken = order == _overtaken(seed)
+            raise CheckFailed(
+                f"{order} was charged {amount} and its refund command came, yet the customer never got the money "
+                "back."
+                + (
+                    " Its charge command was held up: the refund was handled first, and the charge went "
+                    "through after it."
+                    if overtaken
+                    else ""
+                )
+                + "\n"
+                + run.story(order)
+            )
+    for e in b.effects("refund"):
+        if e.data["amount"] != run.amounts[e.key]:
+            raise CheckFailed(
+                f"{e.key} was refunded {e.data['amount']!r}, but it was charged {run.amounts[e.key]!r}.\n"
+                + run.story(e.key)
             )
 
 
+# ---------------------------------------------------------------------------- replay
+
+_REPLAYS = {
+    "05-payment-handler": (paid_installments, PAYMENT_FAULTS),
+    "05-fix-shipping": (shipped_orders, SHIPPING_FAULTS),
+    "05-idempotent-refund": (refunded_orders, REFUND_FAULTS),
+}
+
+
+def replay(check_id: str, answer: Callable[..., Any], *, seed: int, fault: str) -> eb.Broker:
+    """Rebuild the run a failed check names, with your answer, and return its broker (already run).
+
+    >>> b = replay("05-payment-handler", charge_card, seed=3, fault="producer retries")  # doctest: +SKIP
+    >>> print(b.trace.table())                                                          # doctest: +SKIP
+
+    A run that could not settle stops where the broker gave up.
+    """
+    return replay_from(_REPLAYS, check_id, answer, seed, fault)
