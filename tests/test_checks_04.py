@@ -1,0 +1,317 @@
+"""Exercise 04's checks (delivery guarantees): the solution passes, and the wrong answers a learner
+is likely to try are each rejected with feedback in their terms, a way to replay the run, and
+never the answer itself.
+
+The solution is read from ``solutions/04_delivery_guarantees.ipynb`` (its set-up and answer
+cells are executed), so these tests judge the answers the kit really ships.
+"""
+
+import contextlib
+import inspect
+import io
+import re
+
+import pytest
+
+import evbroker as eb
+from evbroker.build import ROOT, read_notebook
+from evbroker.grading import CheckFailed, NotAnswered, score
+from evbroker.grading import checks_04 as ex04
+from evbroker.grading.cells import grade_id, graded_cells, is_answer, is_graded
+from evbroker.grading.execution import run_notebook
+from evbroker.grading.marking import UNANSWERED, mark
+
+SOLUTION = ROOT / "solutions" / "04_delivery_guarantees.ipynb"
+EXERCISE = ROOT / "exercises" / "04_delivery_guarantees.ipynb"
+
+
+@pytest.fixture(scope="module")
+def solution():
+    return solution_namespace(SOLUTION)
+
+
+# ---------------------------------------------------------------------------- helpers (exercise 05 uses them too)
+
+
+def solution_namespace(path):
+    """The names a solution notebook defines: every code cell but the graded ones, executed quietly."""
+    namespace = {}
+    with contextlib.redirect_stdout(io.StringIO()):
+        for cell in read_notebook(path).cells:
+            if cell.cell_type == "code" and not is_graded(cell):
+                exec(compile(cell.source, f"{path.name}:{cell.id}", "exec"), namespace)
+    return namespace
+
+
+def assert_scenario_shown_in_markdown(path, cell_id, *functions):
+    """Every line of the code blocks in markdown cell ``cell_id`` is a line of ``functions``' source
+    (``def`` lines aside: the notebook leaves out type hints), so the question shows the real run."""
+    cell = next(c for c in read_notebook(path).cells if grade_id(c) == cell_id)
+    source = {line.strip() for fn in functions for line in inspect.getsource(fn).splitlines()}
+    blocks = re.findall(r"```python\n(.*?)```", cell.source, re.S)
+    shown = [line.strip() for block in blocks for line in block.splitlines() if line.strip()]
+    assert shown, f"{cell_id} shows no code"
+    missing = [line for line in shown if not line.startswith("def ") and line not in source]
+    assert not missing, f"{cell_id} shows lines the check does not run: {missing}"
+
+
+def assert_shipped_exercise_fails_only_for_missing_answers(path):
+    """Run the exercise as shipped: only answer cells (their stub) and graded cells (not answered) fail."""
+    nb = read_notebook(path)
+    run = run_notebook(nb, path.parent, cell_timeout=60, timeout=300)
+    assert run.status == "ok", run.detail
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        ran = run.cells[index]
+        where = f"{path.name} cell {index + 1} ({grade_id(cell)})"
+        if is_graded(cell):
+            assert (ran.status, ran.ename) == ("error", "NotAnswered"), (where, ran)
+        elif is_answer(cell):
+            assert ran.status == "ok" or (ran.status, ran.ename) == ("error", "NotImplementedError"), (where, ran)
+        else:
+            assert ran.status == "ok", (where, ran)
+    questions = mark(nb, graded_cells(nb), run)
+    assert questions and all(q.status == UNANSWERED and q.points == 0 for q in questions), questions
+
+
+# ---------------------------------------------------------------------------- checks
+
+
+def rejected(check_id, answer):
+    """The failure the check gives ``answer`` (the test fails if the check accepts it)."""
+    with pytest.raises(CheckFailed) as info:
+        score(check_id, answer)
+    assert not isinstance(info.value, NotAnswered)
+    return str(info.value)
+
+
+def charge(msg, ctx):
+    ctx.effect("charge", order=msg.payload["order"], amount=msg.payload["amount"])
+
+
+# ---------------------------------------------------------------------------- the solution
+
+
+@pytest.mark.parametrize(
+    ("check_id", "name"),
+    [
+        ("04-predict-charges", "charges"),
+        ("04-predict-storm", "charges_by_12"),
+        ("04-no-order-lost", "declare_payments"),
+        ("04-fix-double-charge", "setup_payments"),
+    ],
+)
+def test_the_solution_gets_full_points(solution, check_id, name):
+    result = score(check_id, solution[name])
+    assert result.passed and result.points == result.max_points
+
+
+def test_the_points_add_up_to_ten():
+    assert [(c.id, c.points) for c in eb.grading.registered("04")] == [
+        ("04-predict-charges", 2),
+        ("04-predict-storm", 2),
+        ("04-no-order-lost", 3),
+        ("04-fix-double-charge", 3),
+    ]
+
+
+@pytest.mark.parametrize("check_id", ["04-no-order-lost", "04-fix-double-charge"])
+def test_a_stub_is_not_answered_rather_than_wrong(check_id):
+    def stub(*args):
+        # YOUR CODE HERE
+        raise NotImplementedError()
+
+    with pytest.raises(NotAnswered):
+        score(check_id, stub)
+
+
+# ---------------------------------------------------------------------------- predictions
+
+
+@pytest.mark.parametrize(
+    ("check_id", "truth", "wrong"),
+    [
+        # one charge per order (as if redeliveries did not charge); forgetting the second lost ack;
+        # counting only the crash
+        ("04-predict-charges", 6, [3, 5, 4]),
+        # only the delivery the broker waits for counts; one per timeout; the ack that never comes
+        ("04-predict-storm", 3, [1, 4, 2, 0]),
+    ],
+)
+def test_a_wrong_prediction_is_rejected_without_the_number(check_id, truth, wrong):
+    for guess in wrong:
+        message = rejected(check_id, guess)
+        assert f"got {guess}" in message
+        assert not re.search(rf"\b{truth}\b", message), message
+
+
+def test_the_prediction_scenarios_are_the_runs_the_notebook_describes():
+    assert len(ex04.crash_and_lost_acks().effects("charge")) == 6
+    assert len(ex04.slower_than_the_timeout().effects("charge")) == 3
+    assert_scenario_shown_in_markdown(SOLUTION, "04-q-predict-charges", ex04.crash_and_lost_acks)
+    assert_scenario_shown_in_markdown(SOLUTION, "04-q-predict-storm", ex04.slower_than_the_timeout)
+
+
+# ---------------------------------------------------------------------------- 04-no-order-lost
+
+
+def declaring(**options):
+    def declare_payments(b):
+        b.queue("payments", **options)
+
+    return declare_payments
+
+
+NO_ORDER_LOST_WRONG = {
+    # auto-ack: a crash on arrival or a lost delivery loses the order for good
+    "at-most-once": (
+        declaring(guarantee="at-most-once", ack_timeout=6.0),
+        ["was never charged", "dropped", "for good"],
+    ),
+    # the slow-consumer trap: a timeout shorter than the biggest orders' 4 time units
+    "timeout shorter than the work": (
+        declaring(guarantee="at-least-once", ack_timeout=3.0),
+        ["healthy worker was taken for dead", "too late to count"],
+    ),
+    # exactly-once hides the double charge but still takes a healthy worker for dead
+    "exactly-once, short timeout": (
+        declaring(guarantee="exactly-once", ack_timeout=3.0),
+        ["healthy worker was taken for dead"],
+    ),
+    # nothing is lost, but a dead worker's order waits a minute for its retry
+    "timeout far too long": (
+        declaring(guarantee="at-least-once", ack_timeout=60.0),
+        ["waited too long", "60 time units later", "within 10"],
+    ),
+    # giving up after two deliveries sets crashed orders aside
+    "max_deliveries": (
+        declaring(guarantee="at-least-once", ack_timeout=6.0, max_deliveries=2),
+        ["was never charged", "dead letters"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", NO_ORDER_LOST_WRONG, ids=str)
+def test_a_queue_that_loses_or_storms_is_rejected_in_the_learners_terms(case):
+    answer, phrases = NO_ORDER_LOST_WRONG[case]
+    message = rejected("04-no-order-lost", answer)
+    for phrase in phrases:
+        assert phrase in message, message
+    assert re.search(r"Replay: seed=\d+, fault: [a-z ,]+\. To watch it: b = ex04\.replay\(", message)
+    assert "declare_payments" in message
+    for answer_text in ("at-least-once", "exactly-once", "ack_timeout="):
+        assert answer_text not in message, message
+
+
+def test_declaring_the_wrong_queue_or_starting_workers_is_explained():
+    assert "should declare the queue 'payments'" in rejected("04-no-order-lost", _payment)
+    message = rejected("04-no-order-lost", _with_workers)
+    assert "should only declare the queue" in message and "payments-1" in message
+    assert "should take 1 argument" in rejected("04-no-order-lost", lambda: None)
+
+
+def _payment(b):
+    b.queue("payment", ack_timeout=6.0)
+
+
+def _with_workers(b):
+    b.queue("payments", ack_timeout=6.0)
+    b.worker("payments", charge)
+
+
+def test_the_bounds_are_what_the_task_says(solution):
+    """Any timeout from the biggest order's 4 up to 10 passes, under either redelivering guarantee."""
+    for guarantee in ("at-least-once", "exactly-once"):
+        for timeout in (4.0, 7.5, 10.0):
+            assert score("04-no-order-lost", declaring(guarantee=guarantee, ack_timeout=timeout)).passed
+
+
+# ---------------------------------------------------------------------------- 04-fix-double-charge
+
+
+def setting_up(**options):
+    def setup_payments(b, faults):
+        b.queue("payments", **options)
+        b.worker("payments", charge, count=2, service_time=1.0, faults=faults)
+
+    return setup_payments
+
+
+FIX_WRONG = {
+    "unchanged": (setting_up(guarantee="at-least-once", ack_timeout=5.0), ["was charged twice", "ack was lost"]),
+    # stops the double charge, and loses the order a crashed worker held
+    "at-most-once": (setting_up(guarantee="at-most-once", ack_timeout=5.0), ["was never charged", "for good"]),
+    # no redelivery at all: the first crash sends the order to dead letters
+    "max_deliveries=1": (
+        setting_up(guarantee="at-least-once", ack_timeout=5.0, max_deliveries=1),
+        ["was never charged", "dead letters"],
+    ),
+    # a longer wait does not make a lost ack arrive
+    "longer timeout": (setting_up(guarantee="at-least-once", ack_timeout=50.0), ["was charged twice"]),
+}
+
+
+@pytest.mark.parametrize("case", FIX_WRONG, ids=str)
+def test_a_fix_that_still_double_charges_or_loses_orders_is_rejected(case):
+    answer, phrases = FIX_WRONG[case]
+    message = rejected("04-fix-double-charge", answer)
+    for phrase in phrases:
+        assert phrase in message, message
+    assert re.search(
+        r"Replay: seed=\d+, fault: [a-z ]+\. To watch it: b = ex04\.replay\('04-fix-double-charge'", message
+    )
+    assert "exactly-once" not in message, message
+
+
+def test_a_set_up_that_drops_its_faults_cannot_pass_unbroken():
+    def setup_payments(b, faults):
+        b.queue("payments", guarantee="at-least-once", ack_timeout=5.0)
+        b.worker("payments", charge, count=2, service_time=1.0)
+
+    assert "faults=faults" in rejected("04-fix-double-charge", setup_payments)
+
+
+# ---------------------------------------------------------------------------- replay and stories
+
+
+def test_the_replay_line_rebuilds_the_failing_run():
+    answer, _ = FIX_WRONG["unchanged"]
+    message = rejected("04-fix-double-charge", answer)
+    order = re.search(r"^(order-\d+) was charged twice", message, re.M)[1]
+    seed, fault = re.search(r"seed=(\d+), fault: ([a-z ]+)\.", message).groups()
+    b = ex04.replay("04-fix-double-charge", answer, seed=int(seed), fault=fault)
+    assert sum(e.key == order for e in b.effects("charge")) == 2
+
+
+def test_replay_names_the_checks_and_faults_it_knows():
+    with pytest.raises(eb.EvbrokerError, match="did you mean '04-no-order-lost'"):
+        ex04.replay("04-no-orders-lost", declaring(), seed=0, fault="lost deliveries")
+    with pytest.raises(eb.EvbrokerError, match="did you mean 'lost deliveries'"):
+        ex04.replay("04-no-order-lost", declaring(), seed=0, fault="lost delivery")
+
+
+def test_a_storm_is_replayed_up_to_where_the_broker_gave_up():
+    b = ex04.replay("04-no-order-lost", declaring(ack_timeout=3.0), seed=0, fault="no faults, big orders")
+    assert b.trace.where(kind="late-ack")
+    assert b.stats("payments")["pending"] > 0
+
+
+def test_an_order_story_names_each_fault_once_and_shows_its_rows():
+    b = ex04.crash_and_lost_acks()
+    story = ex04.order_story(b, ["m3"])
+    assert "payments-1's ack was lost on the way back (m3, delivery 1); payments-2's ack was lost" in story
+    storm = ex04.slower_than_the_timeout()
+    assert "still working when the broker gave up on it and redelivered (m1, delivery 1, and 1 more time)" in (
+        ex04.order_story(storm, ["m1"])
+    )
+    assert "Its message (m3) in the trace:" in story
+    assert "route" not in story and story.count("effect") == 3
+
+
+# ---------------------------------------------------------------------------- the shipped exercise
+
+
+@pytest.mark.slow
+def test_the_shipped_exercise_fails_only_where_answers_are_missing():
+    assert_shipped_exercise_fails_only_for_missing_answers(EXERCISE)

@@ -1,0 +1,363 @@
+"""Exercise 05's checks (idempotent consumers): the solution passes, and the handlers a learner is
+likely to write first (dedupe by message id while producers retry, the record written before the
+work or after the ack, no dedupe, a key too broad) are each rejected with feedback in their
+terms, a way to replay the run, and never the answer itself.
+
+The solution is read from ``solutions/05_idempotent_consumers.ipynb``; helpers shared with
+exercise 04's tests come from ``test_checks_04``.
+"""
+
+import re
+from collections import Counter
+
+import pytest
+from test_checks_04 import (
+    assert_scenario_shown_in_markdown,
+    assert_shipped_exercise_fails_only_for_missing_answers,
+    solution_namespace,
+)
+
+import evbroker as eb
+from evbroker.build import ROOT
+from evbroker.grading import CheckFailed, NotAnswered, score
+from evbroker.grading import checks_05 as ex05
+from evbroker.grading.checks_04 import expect_each_order_charged
+
+SOLUTION = ROOT / "solutions" / "05_idempotent_consumers.ipynb"
+EXERCISE = ROOT / "exercises" / "05_idempotent_consumers.ipynb"
+#: Text that would give a handler's answer away: its dedupe key or where its record is written.
+ANSWER_TEXT = ("msg.key", "ctx.seen", "ctx.remember", "when=", "installment'])", '"commit"', "'commit'")
+
+
+@pytest.fixture(scope="module")
+def solution():
+    return solution_namespace(SOLUTION)
+
+
+def rejected(check_id, answer):
+    """The failure the check gives ``answer`` (the test fails if the check accepts it)."""
+    with pytest.raises(CheckFailed) as info:
+        score(check_id, answer)
+    assert not isinstance(info.value, NotAnswered)
+    message = str(info.value)
+    for text in ANSWER_TEXT:
+        assert text not in message, message
+    return message
+
+
+def replay_of(message):
+    """(seed, fault) from a failure's replay line."""
+    seed, fault = re.search(r"Replay: seed=(\d+), fault: ([a-z ]+)\.", message).groups()
+    return int(seed), fault
+
+
+# ---------------------------------------------------------------------------- the solution
+
+
+@pytest.mark.parametrize(
+    ("check_id", "name"),
+    [
+        ("05-predict-charges", "charges"),
+        ("05-payment-handler", "charge_card"),
+        ("05-fix-shipping", "ship"),
+        ("05-idempotent-refund", "refund"),
+    ],
+)
+def test_the_solution_gets_full_points(solution, check_id, name):
+    result = score(check_id, solution[name])
+    assert result.passed and result.points == result.max_points
+
+
+def test_the_points_add_up_to_ten():
+    assert [(c.id, c.points) for c in eb.grading.registered("05")] == [
+        ("05-predict-charges", 2),
+        ("05-payment-handler", 3),
+        ("05-fix-shipping", 3),
+        ("05-idempotent-refund", 2),
+    ]
+
+
+@pytest.mark.parametrize("check_id", ["05-payment-handler", "05-fix-shipping", "05-idempotent-refund"])
+def test_a_stub_handler_is_not_answered_rather_than_wrong(check_id):
+    def stub(msg, ctx):
+        # YOUR CODE HERE
+        raise NotImplementedError()
+
+    with pytest.raises(NotAnswered):
+        score(check_id, stub)
+
+
+# ---------------------------------------------------------------------------- 05-predict-charges
+
+
+def test_a_wrong_prediction_is_rejected_without_the_number():
+    # 4: "message ids catch everything"; 6: "ids catch nothing"; 7: "every fault adds two"
+    for guess in (4, 6, 7):
+        message = rejected("05-predict-charges", guess)
+        assert f"got {guess}" in message
+        assert not re.search(r"\b5\b", message), message
+
+
+def test_the_prediction_scenario_is_the_run_the_notebook_describes():
+    assert len(ex05.id_dedupe_under_two_faults().effects("charge")) == 5
+    assert_scenario_shown_in_markdown(
+        SOLUTION, "05-q-predict-charges", ex05.id_dedupe_under_two_faults, ex05.charge_once_per_message
+    )
+
+
+# ---------------------------------------------------------------------------- 05-payment-handler
+
+
+def charging(key, when="commit", check_first=True):
+    """A payment handler that dedupes on ``key(msg)``, writing its record at ``when``."""
+
+    def charge_card(msg, ctx):
+        k = key(msg)
+        if check_first and ctx.seen(k):
+            return
+        if when == "start":
+            ctx.remember(k, when="start")
+        ctx.effect("charge", order=msg.key, installment=msg.payload["installment"], amount=msg.payload["amount"])
+        if when != "start":
+            ctx.remember(k, when=when)
+
+    return charge_card
+
+
+def by_payment(msg):
+    return (msg.key, msg.payload["installment"])
+
+
+def no_dedupe(msg, ctx):
+    ctx.effect("charge", order=msg.key, installment=msg.payload["installment"], amount=msg.payload["amount"])
+
+
+TWICE = r"was charged (twice|\d+ times)"
+PAYMENT_WRONG = {
+    # the lesson's first try: a producer retry has a new id
+    "dedupe on msg.id": (charging(lambda m: m.id), ["was charged twice", "new message id"]),
+    # the record claims work that a crash halfway never committed
+    'when="start"': (charging(by_payment, when="start"), ["was never charged", "halfway through the work"]),
+    # the record comes after the ack: a retry in flight, or a crash before the ack, charges again
+    'when="after-ack"': (charging(by_payment, when="after-ack"), ["was charged twice"]),
+    "no dedupe": (no_dedupe, ["was charged twice"]),
+    # too broad: the order number skips the second installment
+    "dedupe on the order only": (charging(lambda m: m.key), ["installment 2 was never charged", "nothing to do"]),
+    # far too broad: a customer's second order is skipped
+    "dedupe on the customer": (charging(lambda m: m.payload["customer"]), ["was never charged", "nothing to do"]),
+}
+
+
+@pytest.mark.parametrize("case", PAYMENT_WRONG, ids=str)
+def test_a_payment_handler_that_charges_twice_or_never_is_rejected(case):
+    answer, phrases = PAYMENT_WRONG[case]
+    message = rejected("05-payment-handler", answer)
+    for phrase in phrases:
+        assert phrase in message, message
+    assert "To watch it: b = ex05.replay('05-payment-handler', charge_card, seed=" in message
+    assert "in the trace:" in message
+
+
+@pytest.mark.parametrize(
+    ("case", "fault", "phrase"),
+    [
+        ("dedupe on msg.id", "producer retries", TWICE),
+        ('when="start"', "crashes during processing", "was never charged"),
+        ('when="after-ack"', "crashes before the ack", TWICE),
+        ("no dedupe", "lost acks", TWICE),
+        ("no dedupe", "slow workers", TWICE),
+    ],
+)
+def test_each_mistake_is_caught_by_the_fault_that_defeats_it(case, fault, phrase):
+    """Not only by whichever fault the check happens to try first."""
+    answer, _ = PAYMENT_WRONG[case]
+    caught = 0
+    for seed in ex05.SEEDS:
+        run = ex05.paid_installments(answer, seed, fault)
+        try:
+            expect_each_order_charged(
+                run, at_most_once=True, work_of=lambda e: ex05.installment_label(e["order"], e["installment"])
+            )
+        except CheckFailed as failure:
+            assert re.search(phrase, str(failure)), str(failure)
+            caught += 1
+    assert caught >= len(ex05.SEEDS) // 2
+
+
+def test_the_replay_line_rebuilds_the_failing_run():
+    answer, _ = PAYMENT_WRONG["dedupe on msg.id"]
+    message = rejected("05-payment-handler", answer)
+    order, installment = re.search(r"^(order-\d+) installment (\d) was charged twice", message, re.M).groups()
+    seed, fault = replay_of(message)
+    b = ex05.replay("05-payment-handler", answer, seed=seed, fault=fault)
+    assert sum(e["order"] == order and e["installment"] == int(installment) for e in b.effects("charge")) == 2
+
+
+def test_a_charge_that_does_not_say_which_payment_it_is_gets_explained():
+    def charge_card(msg, ctx):
+        ctx.effect("charge", amount=msg.payload["amount"])
+
+    with pytest.raises(CheckFailed, match="say which payment it is"):
+        score("05-payment-handler", charge_card)
+
+
+def test_a_handler_that_raises_is_named_with_its_error():
+    def charge_card(msg, ctx):
+        ctx.effect("charge", order=msg.payload["order_id"])
+
+    with pytest.raises(CheckFailed, match=r"charge_card raised an error on m1 \(delivery 1\): KeyError: 'order_id'"):
+        score("05-payment-handler", charge_card)
+
+
+# ---------------------------------------------------------------------------- 05-fix-shipping
+
+
+def shipping(key, when="commit"):
+    def ship(msg, ctx):
+        k = key(msg)
+        if ctx.seen(k):
+            return
+        if when == "start":
+            ctx.remember(k, when="start")
+        ctx.effect("label", order=msg.key, address=msg.payload["address"])
+        ctx.publish("order.shipped", {"order": msg.key}, key=msg.key)
+        if when != "start":
+            ctx.remember(k, when=when)
+
+    return ship
+
+
+def ship_without_dedupe(msg, ctx):
+    ctx.effect("label", order=msg.key, address=msg.payload["address"])
+    ctx.publish("order.shipped", {"order": msg.key}, key=msg.key)
+
+
+SHIPPING_WRONG = {
+    # as found: both bugs
+    "as found": (shipping(lambda m: m.id, when="after-ack"), ["given a label twice"]),
+    # only the key fixed: the record still comes after the ack
+    "key fixed, record still after the ack": (shipping(lambda m: m.key, when="after-ack"), ["given a label twice"]),
+    # only the record fixed: a producer retry still has a new id
+    "record fixed, still the message id": (
+        shipping(lambda m: m.id),
+        ["given a label twice", "published the same order again"],
+    ),
+    # over-corrected: the record before the work
+    'when="start"': (shipping(lambda m: m.key, when="start"), ["was never given a label", "halfway"]),
+    "no dedupe": (ship_without_dedupe, ["given a label twice"]),
+}
+
+
+@pytest.mark.parametrize("case", SHIPPING_WRONG, ids=str)
+def test_a_shipping_fix_that_still_labels_twice_or_never_is_rejected(case):
+    answer, phrases = SHIPPING_WRONG[case]
+    message = rejected("05-fix-shipping", answer)
+    for phrase in phrases:
+        assert phrase in message, message
+    assert "To watch it: b = ex05.replay('05-fix-shipping', ship, seed=" in message
+
+
+def test_a_double_order_shipped_event_is_caught_even_with_one_label():
+    def ship(msg, ctx):
+        if ctx.seen(msg.key):
+            return
+        ctx.effect("label", order=msg.key, address=msg.payload["address"])
+        ctx.publish("order.shipped", {"order": msg.key}, key=msg.key)
+        ctx.publish("order.shipped", {"order": msg.key}, key=msg.key)
+        ctx.remember(msg.key)
+
+    message = rejected("05-fix-shipping", ship)
+    assert "order.shipped event was published twice" in message and "2 'on its way' emails" in message
+
+
+def test_the_shipping_incidents_in_the_notebook_show_the_double_labels(solution):
+    for incident in ("crashes before the ack", "producer retries"):
+        b = ex05.replay("05-fix-shipping", solution["ship_as_found"], seed=0, fault=incident)
+        assert max(Counter(e["order"] for e in b.effects("label")).values()) == 2
+
+
+# ---------------------------------------------------------------------------- 05-idempotent-refund
+
+
+def refunding(key=lambda m: (m.key, "refund"), when="commit", check_charge=True, note_when_skipping=True):
+    def refund(msg, ctx):
+        k = key(msg)
+        if ctx.seen(k):
+            return
+        if when == "start":
+            ctx.remember(k, when="start")
+        charged = ctx.seen((msg.key, "charge"))
+        if charged or not check_charge:
+            ctx.effect("refund", order=msg.key, amount=msg.payload["amount"])
+        if when != "start" and (charged or note_when_skipping):
+            ctx.remember(k, when=when)
+
+    return refund
+
+
+def refund_without_dedupe(msg, ctx):
+    """Checks for the charge, notes a skipped refund, but never checks for an earlier refund."""
+    if ctx.seen((msg.key, "charge")):
+        ctx.effect("refund", order=msg.key, amount=msg.payload["amount"])
+    else:
+        ctx.remember((msg.key, "refund"))
+
+
+def refund_by_message_id(msg, ctx):
+    if ctx.seen(msg.id):
+        return
+    if ctx.seen((msg.key, "charge")):
+        ctx.effect("refund", order=msg.key, amount=msg.payload["amount"])
+    ctx.remember(msg.id)
+
+
+REFUND_WRONG = {
+    # pays back money that was never taken
+    "no check for the charge": (refunding(check_charge=False), ["was never charged", "money the shop never took"]),
+    # leaves no note when it skips: the held-up charge goes through afterwards
+    "no note when nothing to refund": (refunding(note_when_skipping=False), ["held up", "never got the money back"]),
+    # a redelivered refund pays out again
+    "no dedupe": (refund_without_dedupe, ["was refunded twice"]),
+    # a message id is no note a charge can find (and a retry has a new one)
+    "dedupe on msg.id": (refund_by_message_id, ["never got the money back"]),
+    # the note comes after the ack: a crash before the ack refunds twice
+    'when="after-ack"': (refunding(when="after-ack"), ["was refunded twice"]),
+    # the note before the work: a crash halfway means no refund ever
+    'when="start"': (refunding(when="start"), ["never got the money back", "halfway"]),
+}
+
+
+@pytest.mark.parametrize("case", REFUND_WRONG, ids=str)
+def test_a_refund_that_pays_twice_or_wrongly_is_rejected(case):
+    answer, phrases = REFUND_WRONG[case]
+    message = rejected("05-idempotent-refund", answer)
+    for phrase in phrases:
+        assert phrase in message, message
+    assert "To watch it: b = ex05.replay('05-idempotent-refund', refund, seed=" in message
+
+
+def test_the_refund_scenario_covers_every_case_for_every_seed():
+    """Each seed refunds a charged order, refunds an order never charged, and holds up one charge."""
+    for seed in ex05.SEEDS:
+        plan = ex05.refund_plan(seed)
+        assert any(charged and refunded for _, _, charged, refunded in plan)
+        assert any(refunded and not charged for _, _, charged, refunded in plan)
+
+
+def test_the_charge_handler_shown_in_the_notebook_is_the_one_the_check_runs():
+    assert_scenario_shown_in_markdown(SOLUTION, "05-q-idempotent-refund", ex05.charge_for_order)
+
+
+def test_replay_names_the_checks_and_faults_it_knows(solution):
+    with pytest.raises(eb.EvbrokerError, match="did you mean '05-fix-shipping'"):
+        ex05.replay("05-fix-shiping", solution["ship"], seed=0, fault="lost acks")
+    with pytest.raises(eb.EvbrokerError, match="did you mean 'lost acks'"):
+        ex05.replay("05-fix-shipping", solution["ship"], seed=0, fault="lost ack")
+
+
+# ---------------------------------------------------------------------------- the shipped exercise
+
+
+@pytest.mark.slow
+def test_the_shipped_exercise_fails_only_where_answers_are_missing():
+    assert_shipped_exercise_fails_only_for_missing_answers(EXERCISE)
