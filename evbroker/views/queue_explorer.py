@@ -114,16 +114,13 @@ class QueueExplorer(Explorer):
             for n in names
         ]
         left.barh(range(len(names)), [counts[n] for n in names], color=colours, edgecolor=style.INK, linewidth=0.5)
+        # the counts are written at the bars' ends and the names beside them: no ticks to lay out
         for i, n in enumerate(names):
             left.text(counts[n], i, f" {counts[n]}", va="center", fontsize=8)
-        left.set_yticks(range(len(names)), names, fontsize=8)
+            left.text(-0.02, i, n, va="center", ha="right", fontsize=8, transform=left.get_yaxis_transform())
         left.set_ylim(len(names) - 0.5, -0.5)
-        left.set_xlabel("messages processed", fontsize=9)
-        left.set_title("messages per consumer", fontsize=10, loc="left")
-        left.tick_params(axis="x", labelsize=8)
-        left.xaxis.get_major_locator().set_params(integer=True)
         left.set_xlim(0, max([*counts.values(), 1]) * 1.2)
-        for side in ("top", "right"):
-            left.spines[side].set_visible(False)
+        left.set_title("messages processed per consumer", fontsize=10, loc="left")
+        left.set_axis_off()
         queue_depth(b, right, title="queue depth", legend=False)
         self.paste_legend(right.get_lines(), right, inside=True)
