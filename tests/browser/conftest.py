@@ -25,9 +25,10 @@ What happens
   never touches committed notebooks, and it uses throwaway Jupyter config/data/runtime/settings
   directories. The kernel is this environment's Python, with this checkout's ``evbroker`` first on
   its path; ``MPLBACKEND`` from the test process is not passed on, so plots use the inline backend.
-* One Chromium and one browser context for the session (``browser``, ``browser_context``); each
-  notebook opens in a new tab with a fresh JupyterLab workspace (``open_notebook``), and the
-  test's kernels are shut down when it ends.
+* One Chromium, one browser context and one JupyterLab tab for the session (``browser``,
+  ``browser_context``, ``lab_tab``); the first notebook loads JupyterLab in a fresh workspace, the
+  next ones open beside it (``open_notebook``). When a test ends its notebooks are closed unsaved
+  and their kernels shut down; a tab left untidy (a dialog, a document still open) is replaced.
 * The server is always stopped: kernels shut down, the process group terminated (SIGKILL if it
   lingers), kernels that outlived it killed; also on failure, Ctrl-C, and (Linux) if pytest itself
   is killed.
@@ -63,6 +64,7 @@ start-up failures. ``EVBROKER_BROWSER_TIMEOUT`` (seconds, default 120) bounds ea
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import shutil
 from collections.abc import Callable, Iterator
@@ -72,7 +74,7 @@ from typing import Any
 import pytest
 
 from .lab_server import REPO, LabServer, start_lab_server
-from .notebook_page import NotebookPage
+from .notebook_page import LEFTOVERS, NotebookPage
 
 INSTALL_HINT = "sudo apt-get install chromium chromium-driver"
 CHROMIUM_ARGS = [
@@ -176,21 +178,58 @@ def browser_context(browser: Any) -> Iterator[Any]:
         context.close()
 
 
+class LabTab:
+    """The session's one JupyterLab tab. Loading JupyterLab costs seconds, so every test opens its
+    notebooks in the same tab; a tab a test left untidy (a dialog, a document still open) or broken
+    is replaced by a fresh one."""
+
+    def __init__(self, context: Any) -> None:
+        self.context = context
+        self.page: Any = None
+
+    def get(self) -> Any:
+        if self.page is None or self.page.is_closed():
+            self.page = self.context.new_page()
+        return self.page
+
+    def tidy(self) -> None:
+        if self.page is None or self.page.is_closed():
+            return
+        try:
+            clean = self.page.evaluate(f"() => !window.jupyterapp || ({LEFTOVERS})() === 0")
+        except Exception:  # a crashed or navigated-away page
+            clean = False
+        if not clean:
+            self.page.close()
+            self.page = None
+
+
+@pytest.fixture(scope="session")
+def lab_tab(browser_context: Any) -> LabTab:
+    return LabTab(browser_context)
+
+
 @pytest.fixture
-def open_notebook(browser_context: Any, lab_server: LabServer) -> Iterator[Callable[[str | Path], NotebookPage]]:
-    """`open_notebook("notebooks/04_x.ipynb")` -> a NotebookPage: a new tab, fresh workspace, kernel idle."""
-    pages = []
+def open_notebook(lab_tab: LabTab, lab_server: LabServer) -> Iterator[Callable[[str | Path], NotebookPage]]:
+    """`open_notebook("notebooks/04_x.ipynb")` -> a NotebookPage, open, kernel idle.
+
+    Notebooks open in the session's JupyterLab tab; at the end of the test each is closed unsaved and
+    its kernel shut down.
+    """
+    opened: list[NotebookPage] = []
 
     def open_(path: str | Path) -> NotebookPage:
-        page = browser_context.new_page()
-        pages.append(page)
-        return NotebookPage(page, lab_server, Path(path).as_posix()).open()
+        nb = NotebookPage(lab_tab.get(), lab_server, Path(path).as_posix())
+        opened.append(nb)
+        return nb.open()
 
     try:
         yield open_
     finally:
-        for page in pages:
-            page.close()
+        for nb in opened:
+            with contextlib.suppress(Exception):  # tidy() replaces the tab if closing failed
+                nb.close()
+        lab_tab.tidy()
         lab_server.shutdown_kernels()
 
 

@@ -47,6 +47,28 @@ const panelFor = (path) => {
 };
 """
 
+_LAB_UP = "() => !!(window.jupyterapp && window.jupyterapp.shell)"
+
+_OPEN = "async (path) => { await window.jupyterapp.commands.execute('docmanager:open', {path, factory: 'Notebook'}); }"
+
+_CLOSE = (
+    "async (path) => {"
+    + _PANEL
+    + """
+  const w = panelFor(path);
+  if (!w) return;
+  try { await w.sessionContext.shutdown(); } catch (e) { /* the server stops it in the end anyway */ }
+  w.context.model.dirty = false;
+  w.close();
+}"""
+)
+
+# Anything a test left behind in the tab: an open dialog or an open document.
+LEFTOVERS = """() => document.querySelectorAll('.jp-Dialog').length +
+  [...window.jupyterapp.shell.widgets('main')].filter(w => w.context).length"""
+
+# Ready: the document is loaded and its kernel idle. From then on, every moment the kernel is not
+# idle is noted, so that _IDLE can ask for a quiet spell rather than one idle instant.
 _READY = (
     "(path) => {"
     + _PANEL
@@ -54,23 +76,37 @@ _READY = (
   const w = panelFor(path);
   if (!w || !w.context.isReady) return false;
   const kernel = w.sessionContext.session && w.sessionContext.session.kernel;
-  return !!kernel && kernel.status === 'idle';
+  if (!kernel || kernel.status !== 'idle') return false;
+  if (!w.__lastBusy) {
+    w.__lastBusy = {at: Date.now()};
+    w.sessionContext.statusChanged.connect((_, status) => {
+      if (status !== 'idle') w.__lastBusy.at = Date.now();
+    });
+  }
+  return true;
 }"""
 )
 
+# Idle: the kernel has been idle for QUIET_MS and no cell is running or queued. One idle instant is not
+# enough: after a cell tagged raises-exception fails, JupyterLab stops showing the queued cells as
+# queued, yet the kernel still runs them, with a moment of idle in between.
+QUIET_MS = 600
 _IDLE = (
-    "(path) => {"
+    "([path, quiet]) => {"
     + _PANEL
     + """
   const w = panelFor(path);
   if (!w) return false;
   const kernel = w.sessionContext.session && w.sessionContext.session.kernel;
-  if (!kernel || kernel.status !== 'idle') return false;
+  if (!kernel || kernel.status !== 'idle') {
+    if (w.__lastBusy) w.__lastBusy.at = Date.now();
+    return false;
+  }
   for (const cell of w.content.model.cells) {
     if (cell.type === 'code' && cell.executionState === 'running') return false;
   }
-  return w.node.querySelectorAll('.jp-InputPrompt').length === 0 ||
-    ![...w.node.querySelectorAll('.jp-InputPrompt')].some(p => p.textContent.includes('[*]'));
+  if ([...w.node.querySelectorAll('.jp-InputPrompt')].some(p => p.textContent.includes('[*]'))) return false;
+  return !w.__lastBusy || Date.now() - w.__lastBusy.at >= quiet;
 }"""
 )
 
@@ -194,20 +230,28 @@ class NotebookPage:
         self.console_errors: list[str] = []
         self.timings: dict[str, float] = {}  # seconds per step, for the test report (never asserted)
         self.panel_id = ""
-        page.on("pageerror", lambda exc: self.console_errors.append(f"page error: {exc}"))
-        page.on(
-            "console",
-            lambda msg: self.console_errors.append(msg.text[:300]) if msg.type == "error" else None,
-        )
+        self._listeners = {
+            "pageerror": lambda exc: self.console_errors.append(f"page error: {exc}"),
+            "console": lambda msg: self.console_errors.append(msg.text[:300]) if msg.type == "error" else None,
+        }
+        for event, listener in self._listeners.items():
+            page.on(event, listener)
 
     # -- opening and running -------------------------------------------------------------------
 
     def open(self, timeout: float = 60.0) -> NotebookPage:
-        """Load JupyterLab on the notebook in a fresh workspace; wait for its kernel to be idle."""
+        """Open the notebook and wait for its kernel to be idle.
+
+        In a tab where JupyterLab already runs, the notebook opens beside the app (docmanager:open);
+        otherwise JupyterLab is loaded on it, in a fresh workspace.
+        """
         started = time.monotonic()
-        self.page.goto(self.server.lab_url(self.path), wait_until="domcontentloaded")
-        self.page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell", timeout=timeout * 1000)
-        self.page.evaluate("() => window.jupyterapp.restored")
+        if self.page.url.startswith(self.server.url) and self.page.evaluate(_LAB_UP):
+            self.page.evaluate(_OPEN, self.path)
+        else:
+            self.page.goto(self.server.lab_url(self.path), wait_until="domcontentloaded")
+            self.page.wait_for_function(_LAB_UP, timeout=timeout * 1000)
+            self.page.evaluate("() => window.jupyterapp.restored")
         self.timings["lab"] = time.monotonic() - started
         self.page.wait_for_function(_READY, arg=self.path, timeout=timeout * 1000, polling=200)
         self.timings["open"] = time.monotonic() - started
@@ -226,9 +270,18 @@ class NotebookPage:
         self.timings["run_all"] = time.monotonic() - started
         return outcome
 
+    def close(self, timeout: float = 30.0) -> None:
+        """Shut the notebook's kernel down and close it unsaved (the served files are copies anyway)."""
+        for event, listener in self._listeners.items():
+            self.page.remove_listener(event, listener)
+        self.page.evaluate(_CLOSE, self.path)
+        self.page.wait_for_function(
+            "(path) => {" + _PANEL + "return !panelFor(path); }", arg=self.path, timeout=timeout * 1000
+        )
+
     def wait_idle(self, timeout: float = 60.0) -> None:
-        """Wait until the kernel is idle and no cell is still running."""
-        self.page.wait_for_function(_IDLE, arg=self.path, timeout=timeout * 1000, polling=100)
+        """Wait until the kernel has been idle for a quiet spell and no cell is running or queued."""
+        self.page.wait_for_function(_IDLE, arg=[self.path, QUIET_MS], timeout=timeout * 1000, polling=100)
 
     def settle_widgets(self, timeout: float = 20.0) -> bool:
         """Wait (bounded) until no widget says "Loading widget..."; False if some still do."""

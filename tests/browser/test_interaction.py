@@ -8,8 +8,8 @@ summary and the timeline redraw. These tests do exactly that in Chromium and rea
   payment under at-most-once and not under at-least-once; the timeline picture changes each time;
 * workflows (lesson 03's ``WorkflowExplorer``): a declined payment compensates orders that the
   happy path completes, in either style, and switching style redraws the timeline;
-* an exercise: a check cell shows "not answered yet" for the stub and its points for the answer
-  from solutions/, as feedback text, not a traceback.
+* every exercise: its first check cell shows a verdict with 0 points for the stub as shipped and
+  full points once the answer cell holds the answer from solutions/, as feedback, not a traceback.
 
 The lesson and exercise tests skip only while their notebook does not exist. The explorers are
 also driven on scratch notebooks, so the widgets are proven in JupyterLab before the lessons land.
@@ -163,30 +163,39 @@ def test_workflow_explorer_answers_clicks_in_jupyterlab(lab_root, open_notebook,
 # -------------------------------------------------------------------- an exercise's check cell
 
 
-def drive_check_cell(nb: NotebookPage, answer: int, check: int, solution: str, wrong: str | None = None) -> None:
-    """Run up to the check cell as shipped (stub), then with a wrong answer, then with the solution,
-    and read the check cell's feedback each time: a short verdict with points, never a traceback."""
+def drive_check_cell(
+    nb: NotebookPage, answer: int, check: int, solution: str, wrong: str | None = None, unanswered: str = ""
+) -> None:
+    """Run up to the check cell as shipped (the stub), then with a wrong answer, then with the solution,
+    and read the check cell's feedback each time: a verdict line with the points and a reason, never
+    a traceback. `unanswered` is text the stub's feedback must contain."""
 
-    def feedback() -> str:
-        text = nb.outputs(check).inner_text()
-        assert "Traceback" not in text, f"the check printed a traceback instead of feedback:\n{text}"
+    def feedback(index: int = check) -> str:
+        text = nb.outputs(index).inner_text()
+        assert "Traceback" not in text, f"cell {index} shows a traceback instead of feedback:\n{text}"
         return text
 
     nb.run_cells(list(range(check + 1)))  # one by one, as a learner does: the stub's error does not stop us
+    feedback(answer)  # a stub that raises shows what to do, not a traceback
     shown = feedback()
-    assert "✘" in shown and "Not answered yet" in shown, shown
+    assert "✘" in shown and "0/" in shown and unanswered in shown, shown
 
     if wrong is not None:
         nb.set_source(answer, wrong)
         nb.run_cells([answer, check])
         shown = feedback()
-        assert "✘" in shown and "0/" in shown and "Not answered yet" not in shown, shown
+        assert "✘" in shown and "0/" in shown, shown
 
     nb.set_source(answer, solution)
     nb.run_cells([answer, check])
     shown = feedback()
     assert "✔" in shown and "points" in shown and "✘" not in shown, shown
-    others = [p for p in problems(nb.report()) if not p.startswith((f"cell {answer} ", f"cell {check} "))]
+    # Cells below the check were not run on purpose; everything above must be clean.
+    others = [
+        p
+        for p in problems(nb.report())
+        if not p.startswith((f"cell {answer} ", f"cell {check} ")) and not p.endswith("never ran")
+    ]
     assert others == [], others
 
 
@@ -206,7 +215,7 @@ def _first_graded_check(exercise: dict) -> tuple[int, int]:
 
 
 @pytest.mark.skipif(not EXERCISES, reason="exercises/NN_*.ipynb do not exist yet")
-@pytest.mark.parametrize("exercise", EXERCISES[:1], ids=[p.stem for p in EXERCISES[:1]])
+@pytest.mark.parametrize("exercise", EXERCISES, ids=[p.stem for p in EXERCISES])
 def test_an_exercise_check_cell_shows_its_feedback(exercise, open_notebook):
     answer, check = _first_graded_check(read_committed(exercise))
     solution = read_committed(f"solutions/{exercise.name}")["cells"][answer]["source"]
@@ -231,6 +240,11 @@ def test_a_check_cell_shows_its_feedback_in_jupyterlab(lab_root, open_notebook, 
     nb = open_notebook(path)
     assert _first_graded_check(read_notebook(lab_root / path)) == (1, 2)
     drive_check_cell(
-        nb, 1, 2, solution="def double(x):\n    return 2 * x", wrong="def double(x):\n    return x + 2 + 1"
+        nb,
+        1,
+        2,
+        solution="def double(x):\n    return 2 * x",
+        wrong="def double(x):\n    return x + 2 + 1",
+        unanswered="Not answered yet",
     )
     nb.screenshot(screenshots / "harness-exercise.png")
