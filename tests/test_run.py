@@ -129,7 +129,8 @@ def test_a_handler_that_fails_every_time_cannot_settle_either():
 
 def test_a_handler_that_publishes_forever_stops_at_max_events():
     """Each message publishes the next: the run would never end. ``max_events`` bounds one
-    ``run()`` call; the error says where the clock got to and how to proceed."""
+    ``run()`` call: once that many events have happened, one more means it is not settling
+    (here the 51st, at t=50). The error says where the clock got to and how to proceed."""
     b = eb.Broker(seed=0, max_events=50)
     b.queue("echo")
     b.worker("echo", lambda msg, ctx: ctx.publish("echo", msg.payload + 1))
@@ -137,7 +138,7 @@ def test_a_handler_that_publishes_forever_stops_at_max_events():
     with pytest.raises(eb.EvbrokerError) as err:
         b.run()
     assert str(err.value) == (
-        "run did not settle after 50 events (now t=49); a handler may be publishing messages forever. "
+        "run did not settle after 50 events (now t=50); a handler may be publishing messages forever. "
         "Stop at a time with b.run(until=...), or raise Broker(max_events=...) if the workload really is that large."
     )
     b.run(until=60)  # stopping at a time is the way out: the loop goes on, but the call returns
@@ -145,8 +146,9 @@ def test_a_handler_that_publishes_forever_stops_at_max_events():
 
 
 def test_max_events_counts_what_happens_not_what_was_cancelled():
-    """Two messages make four events (two publishes, two completions); their ack timeouts
-    are cancelled by the acks and do not count. Four is enough; three is not."""
+    """Two messages make four events (two publishes, two completions); their ack deadlines
+    pass with nothing to do (the acks came) and do not count. Four is enough; with three, the
+    fourth (m2's completion at t=6) is the one too many."""
 
     def setup(max_events):
         b = eb.Broker(seed=0, max_events=max_events)
@@ -159,5 +161,5 @@ def test_max_events_counts_what_happens_not_what_was_cancelled():
     enough = setup(4)
     enough.run()
     assert enough.now == 6
-    with pytest.raises(eb.EvbrokerError, match=r"run did not settle after 3 events \(now t=5\)"):
+    with pytest.raises(eb.EvbrokerError, match=r"run did not settle after 3 events \(now t=6\)"):
         setup(3).run()

@@ -16,7 +16,7 @@ from typing import Any
 
 from evbroker.core.faults import NO_FAULTS, Faults
 from evbroker.core.message import Context, Effect, Message
-from evbroker.core.scheduler import COMPLETE, PUBLISH, RESTART, TIMEOUT, Entry, Scheduler
+from evbroker.core.scheduler import COMPLETE, PUBLISH, RESTART, SKIP, TIMEOUT, Entry, Scheduler
 from evbroker.core.trace import Trace, TraceEvent
 from evbroker.errors import EvbrokerError, check_positive, did_you_mean, one_of
 
@@ -41,7 +41,7 @@ class _Copy:
     topic: str
     queue: _Queue
     attempt: int = 0  # deliveries so far; an ack or a timeout for an earlier attempt is stale
-    timer: Entry | None = None  # the ack timeout of the delivery in flight; None: nothing in flight
+    awaiting: int = 0  # the attempt whose ack the broker is waiting for; 0: none in flight
     last_failure: str = ""
     duration: float = 0.0  # how long the latest delivery's processing takes
 
@@ -61,6 +61,10 @@ class _Queue:
     free: int = 0  # how many of its workers are idle right now
     waiting: int = 0  # copies between a failure and their delayed redelivery
     inflight: int = 0
+    # Ack deadlines of deliveries, (time, seq, copy, attempt), in time order since ack_timeout
+    # is fixed per queue; `timer` is the one scheduled item, for the earliest that still counts.
+    deadlines: deque = field(default_factory=deque)
+    timer: Entry | None = None
     keys: set = field(default_factory=set)  # the service's dedupe store (ctx.remember)
     ids: set = field(default_factory=set)  # exactly-once: message ids committed
     dead_letters: list = field(default_factory=list)
@@ -465,7 +469,10 @@ class Broker:
         at_most_once = q.guarantee == "at-most-once"
         if not at_most_once:
             q.inflight += 1
-            c.timer = clock.at(now + q.ack_timeout, TIMEOUT, self._timeout, c, attempt)
+            c.awaiting = attempt
+            q.deadlines.append((now + q.ack_timeout, clock.reserve(), c, attempt))
+            if q.timer is None:
+                self._arm(q)
         f = w.faults
         if f is not NO_FAULTS:
             if f.lose_delivery and self._draw(f.lose_delivery, msg):
@@ -547,7 +554,7 @@ class Broker:
             )
             if q.guarantee == "at-most-once":
                 self._lose(c, reason)
-            elif c.timer is not None and c.attempt == attempt:  # a nack: no need to wait for the timeout
+            elif c.awaiting == attempt:  # a nack: no need to wait for the timeout
                 self._settle(c)
                 self._fail(c, reason)
             self._dispatch(q)
@@ -636,15 +643,13 @@ class Broker:
 
     def _settle(self, c: _Copy) -> None:
         """The broker stops waiting for this delivery's ack: it is no longer in flight."""
-        Scheduler.cancel(c.timer)
-        c.timer = None
+        c.awaiting = 0
         c.queue.inflight -= 1
 
     def _ack(self, c: _Copy, w: _Worker, attempt: int) -> None:
         q = c.queue
-        if c.timer is not None and c.attempt == attempt:
-            Scheduler.cancel(c.timer)  # as _settle(c)
-            c.timer = None
+        if c.awaiting == attempt:
+            c.awaiting = 0  # as _settle(c)
             q.inflight -= 1
             q.acked += 1
             self._events.append(
@@ -664,15 +669,39 @@ class Broker:
                 )
             )
 
+    def _arm(self, q: _Queue) -> None:
+        """Schedule the queue's earliest ack deadline that still counts (its ack has not come).
+
+        Deadlines whose ack came are dropped here, so an ack never has to touch the scheduler:
+        the mirror of a visibility timeout that is simply not checked once the message is deleted.
+        The item keeps the sequence number reserved at delivery, so it runs exactly when a
+        timer scheduled at delivery would have.
+        """
+        deadlines = q.deadlines
+        while deadlines and deadlines[0][2].awaiting != deadlines[0][3]:
+            deadlines.popleft()
+        if deadlines:
+            time, seq = deadlines[0][:2]
+            q.timer = self._clock.at_seq(time, TIMEOUT, seq, self._deadline, q)
+        else:
+            q.timer = None
+
+    def _deadline(self, q: _Queue) -> object:
+        """An ack deadline is reached: a timeout if the ack has not come, else nothing at all."""
+        _, _, c, attempt = q.deadlines.popleft()
+        expired = c.awaiting == attempt
+        if expired:
+            self._timeout(c, attempt)  # may deliver again, adding deadlines; the timer is still set
+        self._arm(q)
+        return None if expired else SKIP
+
     def _timeout(self, c: _Copy, attempt: int) -> None:
-        if c.timer is None or c.attempt != attempt:  # cannot happen: a settled delivery's timer is cancelled
-            return
         q = c.queue
         self._settle(c)
         reason = f"no ack within {q.ack_timeout:g}"
         if c.duration > q.ack_timeout:
             reason += f" (processing takes {c.duration:g}: longer than ack_timeout, so it can never ack in time)"
-        self._events.append(TraceEvent(self._clock.now, "timeout", q.name, c.id, c.attempt, reason, None, q.name))
+        self._events.append(TraceEvent(self._clock.now, "timeout", q.name, c.id, attempt, reason, None, q.name))
         self._fail(c, reason)
 
     def _fail(self, c: _Copy, reason: str) -> None:
@@ -782,14 +811,13 @@ class Broker:
                 raise EvbrokerError(
                     f"run: until={until!r} is in the past (now is {clock.now:g}); use until >= {clock.now:g}"
                 )
-        if clock.run(until, self.max_events) == self.max_events:
-            following = clock.next_time()
-            if following is not None and (until is None or following <= until):
-                raise EvbrokerError(
-                    f"run did not settle after {self.max_events} events (now t={clock.now:g}); a handler may be "
-                    "publishing messages forever. Stop at a time with b.run(until=...), or raise "
-                    "Broker(max_events=...) if the workload really is that large."
-                )
+        # After max_events, one more event that does something means the run is not settling.
+        if clock.run(until, self.max_events) == self.max_events and clock.run(until, 1):
+            raise EvbrokerError(
+                f"run did not settle after {self.max_events} events (now t={clock.now:g}); a handler may be "
+                "publishing messages forever. Stop at a time with b.run(until=...), or raise "
+                "Broker(max_events=...) if the workload really is that large."
+            )
         if until is not None:
             clock.now = float(until)
 

@@ -4,9 +4,10 @@ Items are ordered by ``(time, priority, sequence)``; the sequence number is a co
 two items are never compared beyond it and two runs of the same set-up do the same things in
 the same order. Nothing here knows about brokers; it only calls callbacks at virtual times.
 
-An item can be cancelled (an ack timeout once the ack is in, a worker's pending completion
-once it has crashed): a cancelled item is skipped without moving the clock, so ``now`` after
-a run is the time of the last thing that really happened.
+An item can be cancelled (a worker's pending completion once it has crashed), and a callback
+that finds nothing left to do (an ack deadline whose ack has come) returns ``SKIP``. Either
+way the clock does not move and no event is counted, so ``now`` after a run is the time of
+the last thing that really happened.
 
 Items live in two places, merged on the way out: a plain FIFO for items that arrive in time
 order (publishes scheduled up front, ack timeouts) and a heap for the rest. The FIFO holds
@@ -28,6 +29,8 @@ COMPLETE, TIMEOUT, RESTART, PUBLISH = 0, 1, 2, 3
 
 #: A scheduled item: ``[time, priority, seq, callback or None when cancelled, args]``.
 Entry = list
+#: Returned by a callback that turned out to have nothing to do: as if it had been cancelled.
+SKIP = object()
 
 
 class Scheduler:
@@ -43,7 +46,16 @@ class Scheduler:
 
     def at(self, time: float, priority: int, callback: Callable[..., Any], *args: Any) -> Entry:
         """Call ``callback(*args)`` at virtual ``time`` (never earlier than now); returns the item."""
-        entry = [time, priority, next(self._seq), callback, args]
+        return self.at_seq(time, priority, next(self._seq), callback, *args)
+
+    def reserve(self) -> int:
+        """A sequence number for an item to be scheduled later with :meth:`at_seq`: it will sort
+        among same-time, same-priority items as if it had been scheduled now."""
+        return next(self._seq)
+
+    def at_seq(self, time: float, priority: int, seq: int, callback: Callable[..., Any], *args: Any) -> Entry:
+        """Like :meth:`at`, with a sequence number from :meth:`reserve`."""
+        entry = [time, priority, seq, callback, args]
         fifo = self._fifo
         if not fifo or entry > fifo[-1]:
             fifo.append(entry)
@@ -81,8 +93,8 @@ class Scheduler:
         return self.run(limit=1) == 1
 
     def run(self, until: float | None = None, limit: int = -1) -> int:
-        """Run live items in order, up to and including time ``until``, at most ``limit`` of them
-        (no limit when negative). Returns how many ran."""
+        """Run items in order, up to and including time ``until``, until ``limit`` of them have
+        done something (no limit when negative). Returns how many did."""
         heap, fifo = self._heap, self._fifo
         heappop = heapq.heappop
         popleft = fifo.popleft
@@ -101,8 +113,10 @@ class Scheduler:
                 break
             if callback is None:
                 continue
-            self.now = time
-            callback(*args)
+            before, self.now = self.now, time
+            if callback(*args) is SKIP:
+                self.now = before
+                continue
             done += 1
         return done
 
