@@ -17,7 +17,7 @@ from typing import Any
 from evbroker.core.faults import NO_FAULTS, Faults
 from evbroker.core.message import Context, Effect, Message
 from evbroker.core.scheduler import COMPLETE, PUBLISH, RESTART, SKIP, TIMEOUT, Entry, Scheduler
-from evbroker.core.trace import Trace, TraceEvent
+from evbroker.core.trace import Trace
 from evbroker.errors import EvbrokerError, check_positive, did_you_mean, one_of
 
 GUARANTEES = ("at-most-once", "at-least-once", "exactly-once")
@@ -25,10 +25,28 @@ GUARANTEES = ("at-most-once", "at-least-once", "exactly-once")
 MAX_PUBLISH_RETRIES = 3
 PRODUCER = "producer"
 _INF = float("inf")
-# Hot paths build trace events and messages (NamedTuples) with the plain tuple constructor:
-# _new(TraceEvent, (every field, in order)) is the same object as TraceEvent(...), made without
-# the keyword-handling __new__ that NamedTuple generates, which costs more than the tuple itself.
+# Messages are NamedTuples; the hot path builds them with the plain tuple constructor:
+# _new(Message, (every field, in order)) is the same object as Message(...), made without the
+# keyword-handling __new__ that NamedTuple generates, which costs more than the tuple itself.
 _new = tuple.__new__
+
+
+def _row(
+    time: float,
+    kind: str,
+    actor: str,
+    msg: str | None = None,
+    attempt: int | None = None,
+    detail: str = "",
+    to: str | None = None,
+    queue: str | None = None,
+    data: dict | None = None,
+) -> tuple:
+    """A trace row: the fields of a TraceEvent as a plain tuple, the way the Trace stores them.
+
+    The hot paths write the nine-field tuple out directly, in TraceEvent's field order.
+    """
+    return (time, kind, actor, msg, attempt, detail, to, queue, data)
 
 
 @dataclass(slots=True)
@@ -131,9 +149,14 @@ class Broker:
         self._workers: dict[str, _Worker] = {}
         self._worker_counts: dict[str, int] = {}
         self._actors: dict[str, str] = {}
-        self._events: list[TraceEvent] = []
+        self._events: list[tuple] = []  # trace rows (see _row)
         self._trace = Trace(actors=self._actors)
-        self._trace._events = self._events  # the trace is a live view of the record
+        self._trace._rows = self._events  # the trace is a live view of the record
+        # The callbacks scheduled for every message, bound once: a scheduled item then holds no
+        # object of its own that the garbage collector would have to keep scanning.
+        self._on_publish = self._do_publish
+        self._on_complete = self._complete
+        self._on_deadline = self._deadline
         self._effects: list[Effect] = []
         self._next_id = 0
 
@@ -362,7 +385,8 @@ class Broker:
         number) that survives producer retries; ``by`` names the producer on the timeline;
         ``faults`` (``lose_confirm``) makes the producer retry with a new message id.
         """
-        self._check_destination(dest, where="publish")
+        if dest not in self._queues and dest not in self._topics:
+            self._check_destination(dest, where="publish")
         now = self._clock.now
         if at is None:
             at = now
@@ -377,7 +401,7 @@ class Broker:
             raise EvbrokerError(f"publish: faults must be eb.Faults(...) or None (got {faults!r})")
         self._next_id += 1
         mid = f"m{self._next_id}"
-        self._clock.at(float(at), PUBLISH, self._do_publish, mid, dest, payload, key, by, faults or NO_FAULTS, 0, None)
+        self._clock.at(float(at), PUBLISH, self._on_publish, mid, dest, payload, key, by, faults, 0, None)
         return mid
 
     def _new_id(self) -> str:
@@ -385,35 +409,41 @@ class Broker:
         return f"m{self._next_id}"
 
     def _do_publish(
-        self, mid: str, dest: str, payload: Any, key: Any, by: str, faults: Faults, retry: int, retry_of: str | None
+        self,
+        mid: str,
+        dest: str,
+        payload: Any,
+        key: Any,
+        by: str,
+        faults: Faults | None,
+        retry: int,
+        retry_of: str | None,
     ) -> None:
         now = self._clock.now
         if by not in self._actors:
             self._actors[by] = "producer"
         events = self._events
         detail = f"retry of {retry_of}" if retry_of else ""
-        events.append(_new(TraceEvent, (now, "publish", by, mid, None, detail, dest, None, None)))
+        events.append((now, "publish", by, mid, None, detail, dest, None, None))
         targets = self._topics.get(dest)
         if targets is None:  # a direct publish to a queue
             self._enqueue(mid, payload, key, dest, self._queues[dest])
         elif not targets:
-            events.append(TraceEvent(now, "unroutable", dest, mid, None, "no queue is bound to this topic"))
+            events.append(_row(now, "unroutable", dest, mid, None, "no queue is bound to this topic"))
         else:
             for q in targets:
-                events.append(_new(TraceEvent, (now, "route", dest, mid, None, "", q.name, q.name, None)))
+                events.append((now, "route", dest, mid, None, "", q.name, q.name, None))
                 self._enqueue(mid, payload, key, dest, q)
-        if faults.lose_confirm and retry < MAX_PUBLISH_RETRIES:
+        if faults is not None and faults.lose_confirm and retry < MAX_PUBLISH_RETRIES:
             probe = Message(mid, payload, key, dest, None, retry + 1)
             if self._draw(faults.lose_confirm, probe):
                 events.append(
-                    TraceEvent(
-                        now, "confirm-lost", by, mid, None, f"will publish again in {faults.retry_after:g}", dest
-                    )
+                    _row(now, "confirm-lost", by, mid, None, f"will publish again in {faults.retry_after:g}", dest)
                 )
                 self._clock.at(
                     now + faults.retry_after,
                     PUBLISH,
-                    self._do_publish,
+                    self._on_publish,
                     self._new_id(),
                     dest,
                     payload,
@@ -465,7 +495,7 @@ class Broker:
         c.duration = 0.0
         q.deliveries += 1
         msg = _new(Message, (c.id, c.payload, c.key, c.topic, q.name, attempt))
-        events.append(_new(TraceEvent, (now, "deliver", q.name, c.id, attempt, "", w.name, q.name, None)))
+        events.append((now, "deliver", q.name, c.id, attempt, "", w.name, q.name, None))
         at_most_once = q.guarantee == "at-most-once"
         if not at_most_once:
             q.inflight += 1
@@ -477,7 +507,7 @@ class Broker:
         if f is not NO_FAULTS:
             if f.lose_delivery and self._draw(f.lose_delivery, msg):
                 events.append(
-                    TraceEvent(now, "delivery-lost", q.name, c.id, attempt, "the worker never got it", w.name, q.name)
+                    _row(now, "delivery-lost", q.name, c.id, attempt, "the worker never got it", w.name, q.name)
                 )
                 if at_most_once:
                     self._lose(c, "delivery lost")
@@ -489,7 +519,7 @@ class Broker:
                 return
         if q.guarantee == "exactly-once" and c.id in q.ids:
             events.append(
-                TraceEvent(
+                _row(
                     now,
                     "dedup",
                     w.name,
@@ -523,10 +553,10 @@ class Broker:
         else:
             detail = w.takes if duration is w.service_time else f"takes {duration:g}"
         c.duration = duration
-        events.append(_new(TraceEvent, (now, "process", w.name, c.id, attempt, detail, None, q.name, None)))
+        events.append((now, "process", w.name, c.id, attempt, detail, None, q.name, None))
         if f is not NO_FAULTS and f.crash_during_process and self._draw(f.crash_during_process, msg):
             w.midway = clock.at(now + duration / 2, COMPLETE, self._crash_midway, w, c, attempt)
-        w.done = clock.at(now + duration, COMPLETE, self._complete, w, c, attempt, msg, ctx, error)
+        w.done = clock.at(now + duration, COMPLETE, self._on_complete, w, c, attempt, msg, ctx, error)
 
     def _service_time(self, w: _Worker, msg: Message) -> float:
         st = w.service_time
@@ -549,9 +579,7 @@ class Broker:
             q.free += 1
             w.current = None
             reason = f"handler raised {type(error).__name__}: {error}"
-            self._events.append(
-                TraceEvent(self._clock.now, "handler-error", w.name, c.id, attempt, reason, None, q.name)
-            )
+            self._events.append(_row(self._clock.now, "handler-error", w.name, c.id, attempt, reason, None, q.name))
             if q.guarantee == "at-most-once":
                 self._lose(c, reason)
             elif c.awaiting == attempt:  # a nack: no need to wait for the timeout
@@ -567,7 +595,7 @@ class Broker:
         if q.guarantee != "at-most-once":
             if f is not NO_FAULTS and f.lose_ack and self._draw(f.lose_ack, msg):
                 self._events.append(
-                    TraceEvent(
+                    _row(
                         self._clock.now,
                         "ack-lost",
                         w.name,
@@ -610,15 +638,13 @@ class Broker:
                     break
         if conflict:
             events.append(
-                TraceEvent(
-                    now, "dedup", w.name, c.id, attempt, f"{conflict}: rolled back, nothing applied", None, q.name
-                )
+                _row(now, "dedup", w.name, c.id, attempt, f"{conflict}: rolled back, nothing applied", None, q.name)
             )
             return
         for name, data in ctx.effects:
             self._effects.append(Effect(now, name, w.name, q.name, c.id, attempt, c.key, data))
             events.append(
-                TraceEvent(
+                _row(
                     now,
                     "effect",
                     w.name,
@@ -637,7 +663,7 @@ class Broker:
             q.ids.add(c.id)
         q.processed += 1
         q.unique.add(c.id)
-        events.append(_new(TraceEvent, (now, "complete", w.name, c.id, attempt, "", None, q.name, None)))
+        events.append((now, "complete", w.name, c.id, attempt, "", None, q.name, None))
         for dest, payload, key in ctx.publications:
             self._do_publish(self._new_id(), dest, payload, key, w.name, w.faults, 0, None)
 
@@ -652,12 +678,10 @@ class Broker:
             c.awaiting = 0  # as _settle(c)
             q.inflight -= 1
             q.acked += 1
-            self._events.append(
-                _new(TraceEvent, (self._clock.now, "ack", w.name, c.id, attempt, "", q.name, q.name, None))
-            )
+            self._events.append((self._clock.now, "ack", w.name, c.id, attempt, "", q.name, q.name, None))
         else:
             self._events.append(
-                TraceEvent(
+                _row(
                     self._clock.now,
                     "late-ack",
                     w.name,
@@ -682,7 +706,7 @@ class Broker:
             deadlines.popleft()
         if deadlines:
             time, seq = deadlines[0][:2]
-            q.timer = self._clock.at_seq(time, TIMEOUT, seq, self._deadline, q)
+            q.timer = self._clock.at_seq(time, TIMEOUT, seq, self._on_deadline, q)
         else:
             q.timer = None
 
@@ -701,7 +725,7 @@ class Broker:
         reason = f"no ack within {q.ack_timeout:g}"
         if c.duration > q.ack_timeout:
             reason += f" (processing takes {c.duration:g}: longer than ack_timeout, so it can never ack in time)"
-        self._events.append(TraceEvent(self._clock.now, "timeout", q.name, c.id, attempt, reason, None, q.name))
+        self._events.append(_row(self._clock.now, "timeout", q.name, c.id, attempt, reason, None, q.name))
         self._fail(c, reason)
 
     def _fail(self, c: _Copy, reason: str) -> None:
@@ -723,7 +747,7 @@ class Broker:
         q.waiting -= 1
         q.redeliveries += 1
         self._events.append(
-            TraceEvent(
+            _row(
                 self._clock.now, "redeliver", q.name, c.id, c.attempt + 1, "back to the head of the queue", None, q.name
             )
         )
@@ -736,16 +760,14 @@ class Broker:
         q.dead_letters.append(Message(c.id, c.payload, c.key, c.topic, q.name, c.attempt))
         detail = f"after {c.attempt} deliveries ({reason})"
         self._events.append(
-            TraceEvent(self._clock.now, "dead-letter", q.name, c.id, c.attempt, detail, q.dead_letter, q.name)
+            _row(self._clock.now, "dead-letter", q.name, c.id, c.attempt, detail, q.dead_letter, q.name)
         )
         if q.dead_letter is not None:
             self._enqueue(c.id, c.payload, c.key, q.name, self._queues[q.dead_letter])
 
     def _lose(self, c: _Copy, reason: str) -> None:
         c.queue.lost += 1
-        self._events.append(
-            TraceEvent(self._clock.now, "lost", c.queue.name, c.id, c.attempt, reason, None, c.queue.name)
-        )
+        self._events.append(_row(self._clock.now, "lost", c.queue.name, c.id, c.attempt, reason, None, c.queue.name))
 
     # ------------------------------------------------------------------ crashes
 
@@ -763,7 +785,7 @@ class Broker:
             if entry is not None:
                 Scheduler.cancel(entry)
         w.done = w.midway = None
-        self._events.append(TraceEvent(now, "crash", w.name, c.id if c else None, attempt, why, None, w.queue.name))
+        self._events.append(_row(now, "crash", w.name, c.id if c else None, attempt, why, None, w.queue.name))
         w.restart = self._clock.at(now + w.restart_after, RESTART, self._restart, w)
 
     def _crash_midway(self, w: _Worker, c: _Copy, attempt: int) -> None:
@@ -776,7 +798,7 @@ class Broker:
         w.restart = None
         w.state = "idle"
         w.queue.free += 1
-        self._events.append(TraceEvent(self._clock.now, "restart", w.name, None, None, "", None, w.queue.name))
+        self._events.append(_row(self._clock.now, "restart", w.name, None, None, "", None, w.queue.name))
         self._dispatch(w.queue)
 
     def _outage_begin(self, w: _Worker) -> None:

@@ -46,7 +46,13 @@ class Scheduler:
 
     def at(self, time: float, priority: int, callback: Callable[..., Any], *args: Any) -> Entry:
         """Call ``callback(*args)`` at virtual ``time`` (never earlier than now); returns the item."""
-        return self.at_seq(time, priority, next(self._seq), callback, *args)
+        entry = [time, priority, next(self._seq), callback, args]
+        fifo = self._fifo
+        if not fifo or entry > fifo[-1]:
+            fifo.append(entry)
+        else:
+            heapq.heappush(self._heap, entry)
+        return entry
 
     def reserve(self) -> int:
         """A sequence number for an item to be scheduled later with :meth:`at_seq`: it will sort
@@ -54,7 +60,8 @@ class Scheduler:
         return next(self._seq)
 
     def at_seq(self, time: float, priority: int, seq: int, callback: Callable[..., Any], *args: Any) -> Entry:
-        """Like :meth:`at`, with a sequence number from :meth:`reserve`."""
+        """Like :meth:`at` (same body, kept apart as `at` is called for every message), with a
+        sequence number from :meth:`reserve`."""
         entry = [time, priority, seq, callback, args]
         fifo = self._fifo
         if not fifo or entry > fifo[-1]:

@@ -6,6 +6,7 @@ The broker appends to a trace and never reads it back; plots, widgets and checks
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
+from functools import partial
 from typing import Any, NamedTuple, overload
 
 from evbroker.errors import EvbrokerError, did_you_mean
@@ -56,6 +57,9 @@ class TraceEvent(NamedTuple):
 
 
 _COLUMNS = ("time", "kind", "actor", "msg", "attempt", "detail")
+_FIELDS = TraceEvent._fields
+#: A stored row (a plain tuple of the nine fields, in order) seen as a TraceEvent.
+_as_event = partial(tuple.__new__, TraceEvent)
 
 
 class Trace(Sequence[TraceEvent]):
@@ -63,11 +67,22 @@ class Trace(Sequence[TraceEvent]):
 
     ``actors`` maps every name in the run to its role ("producer", "topic", "queue" or
     "worker"), in the order they were declared or first seen.
+
+    Events are stored as plain tuples of their nine fields and handed out as TraceEvents.
+    Python's garbage collector stops watching a plain tuple of plain values, but never a
+    tuple subclass: kept as TraceEvents, a long trace would be re-scanned by every
+    collection for as long as it lives.
     """
 
     def __init__(self, events: Iterable[TraceEvent] = (), actors: dict[str, str] | None = None) -> None:
-        self._events: list[TraceEvent] = list(events)
+        self._rows: list[tuple] = [tuple(e) for e in events]
         self.actors: dict[str, str] = actors if actors is not None else {}
+
+    @classmethod
+    def _of_rows(cls, rows: list[tuple], actors: dict[str, str]) -> Trace:
+        trace = cls(actors=actors)
+        trace._rows = rows
+        return trace
 
     @overload
     def __getitem__(self, index: int) -> TraceEvent: ...
@@ -75,18 +90,18 @@ class Trace(Sequence[TraceEvent]):
     def __getitem__(self, index: slice) -> Trace: ...
     def __getitem__(self, index):  # type: ignore[no-untyped-def]
         if isinstance(index, slice):
-            return Trace(self._events[index], self.actors)
-        return self._events[index]
+            return Trace._of_rows(self._rows[index], self.actors)
+        return _as_event(self._rows[index])
 
     def __len__(self) -> int:
-        return len(self._events)
+        return len(self._rows)
 
     def __iter__(self) -> Iterator[TraceEvent]:
-        return iter(self._events)
+        return map(_as_event, self._rows)
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, Trace):
-            return self._events == other._events
+            return self._rows == other._rows
         return NotImplemented
 
     __hash__ = None  # type: ignore[assignment]
@@ -118,26 +133,24 @@ class Trace(Sequence[TraceEvent]):
                     f"trace.where(actor=...) got {a!r}, which is not in this run{did_you_mean(a, self.actors)}; "
                     f"actors are {', '.join(self.actors)}"
                 )
-        return Trace(
-            (
-                e
-                for e in self._events
-                if (not kinds or e.kind in kinds) and (not actors or e.actor in actors) and (not msgs or e.msg in msgs)
-            ),
-            self.actors,
-        )
+        rows = [
+            r
+            for r in self._rows
+            if (not kinds or r[1] in kinds) and (not actors or r[2] in actors) and (not msgs or r[3] in msgs)
+        ]
+        return Trace._of_rows(rows, self.actors)
 
     def kinds(self) -> list[str]:
         """The kinds present in this trace, in first-seen order."""
-        return list(dict.fromkeys(e.kind for e in self._events))
+        return list(dict.fromkeys(r[1] for r in self._rows))
 
     def to_records(self) -> list[dict[str, Any]]:
         """Every event as a plain dict (for pandas, JSON or a test)."""
-        return [e._asdict() for e in self._events]
+        return [dict(zip(_FIELDS, r, strict=True)) for r in self._rows]
 
     def table(self, limit: int | None = None) -> str:
         """A plain-text table of the events (time, kind, actor, msg, attempt, detail)."""
-        events = self._events if limit is None else self._events[:limit]
+        events = list(map(_as_event, self._rows if limit is None else self._rows[:limit]))
         rows = [_COLUMNS] + [
             (
                 f"{e.time:g}",
@@ -151,12 +164,12 @@ class Trace(Sequence[TraceEvent]):
         ]
         widths = [max(len(r[i]) for r in rows) for i in range(len(_COLUMNS) - 1)]
         lines = ["  ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1] for r in rows]
-        if limit is not None and len(self._events) > limit:
-            lines.append(f"... {len(self._events) - limit} more events")
+        if limit is not None and len(self._rows) > limit:
+            lines.append(f"... {len(self._rows) - limit} more events")
         return "\n".join(line.rstrip() for line in lines)
 
     def __repr__(self) -> str:
-        if not self._events:
+        if not self._rows:
             return "<Trace: no events yet; call b.run()>"
         return self.table(limit=40)
 
