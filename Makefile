@@ -36,7 +36,7 @@ lab: $(KIT)
 
 test: $(TESTKIT)
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest $(NBVAL) tests notebooks solutions $(PYTEST_ARGS)
+	env -u MPLBACKEND $(BIN)/python -m pytest $(NBVAL) tests notebooks solutions $(PYTEST_ARGS)
 
 test-fast: $(TESTKIT)
 	$(BIN)/python -m pytest tests -m "not browser and not slow" $(PYTEST_ARGS)

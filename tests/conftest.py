@@ -2,7 +2,11 @@
 
 import os
 
-os.environ.setdefault("MPLBACKEND", "Agg")
+import matplotlib
+
+# This process only. An MPLBACKEND variable would be inherited by the kernels nbval starts,
+# and a notebook kernel on Agg shows no figures, so its outputs would no longer match.
+matplotlib.use("Agg")
 
 from hypothesis import HealthCheck, settings
 
