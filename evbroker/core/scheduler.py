@@ -10,8 +10,8 @@ way the clock does not move and no event is counted, so ``now`` after a run is t
 the last thing that really happened.
 
 Items live in two places, merged on the way out: a plain FIFO for items that arrive in time
-order (publishes scheduled up front, ack timeouts) and a heap for the rest. The FIFO holds
-an item only if it sorts after the FIFO's last one, so both stay sorted and the order is
+order (such as publishes scheduled up front) and a heap for the rest. The FIFO takes an item
+only if it sorts after the FIFO's last one, so both stay sorted and items come out in
 exactly the heap order; the heap just stays small.
 """
 
@@ -76,7 +76,7 @@ class Scheduler:
         entry[3] = None
 
     def _next(self) -> Entry | None:
-        """The earliest live item, left in place (cancelled ones in front are dropped)."""
+        """The earliest item not cancelled, left in place (cancelled ones in front are dropped)."""
         heap, fifo = self._heap, self._fifo
         while True:
             if heap and (not fifo or heap[0] < fifo[0]):
@@ -91,12 +91,12 @@ class Scheduler:
                 return None
 
     def next_time(self) -> float | None:
-        """Time of the next live item, or ``None`` when nothing is left."""
+        """Time of the next item not cancelled (it may still find nothing to do), or ``None``."""
         entry = self._next()
         return None if entry is None else entry[0]
 
     def step(self) -> bool:
-        """Advance the clock to the next live item and run it; False when nothing is left."""
+        """Run items up to and including the next one that does something; False if none did."""
         return self.run(limit=1) == 1
 
     def run(self, until: float | None = None, limit: int = -1) -> int:
