@@ -121,6 +121,7 @@ class Broker:
     >>> b.topic("user.signed_up")
     >>> b.queue("email", bind="user.signed_up")
     >>> b.worker("email", lambda msg, ctx: ctx.effect("email", to=msg.payload["user"]))
+    ['email-1']
     >>> b.publish("user.signed_up", {"user": "ada"})
     'm1'
     >>> b.run()
