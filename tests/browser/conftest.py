@@ -19,16 +19,19 @@ another Chromium or Chrome binary. Without a browser the tests skip with that ad
 
 What happens
 ------------
-* One JupyterLab server for the whole session (``lab_server``), started from this environment
+* One JupyterLab server (``lab_server``), started from this environment
   (``sys.executable -m jupyter lab``) on 127.0.0.1 with a free port and a random token. It serves a
   temporary COPY of ``notebooks/``, ``exercises/`` and ``solutions/`` (``lab_root``), so running cells
   never touches committed notebooks, and it uses throwaway Jupyter config/data/runtime/settings
   directories. The kernel is this environment's Python, with this checkout's ``evbroker`` first on
   its path; ``MPLBACKEND`` from the test process is not passed on, so plots use the inline backend.
-* One Chromium, one browser context and one JupyterLab tab for the session (``browser``,
-  ``browser_context``, ``lab_tab``); the first notebook loads JupyterLab in a fresh workspace, the
-  next ones open beside it (``open_notebook``). When a test ends its notebooks are closed unsaved
-  and their kernels shut down; a tab left untidy (a dialog, a document still open) is replaced.
+* One Chromium and one JupyterLab tab (``lab_tab``); the first notebook loads JupyterLab in a fresh
+  workspace, the next ones open beside it (``open_notebook``). When a test ends its notebooks are
+  closed unsaved and their kernels shut down; a tab left untidy (a dialog, an open document) is
+  replaced.
+* Server and browser (``browser_session``) start with the first browser test and stop right after
+  the last one of a run, before any other test: an open Playwright keeps an asyncio loop running,
+  which would break later tests that call ``asyncio.run`` (nbclient, nbval).
 * The server is always stopped: kernels shut down, the process group terminated (SIGKILL if it
   lingers), kernels that outlived it killed; also on failure, Ctrl-C, and (Linux) if pytest itself
   is killed.
@@ -137,51 +140,10 @@ def lab_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-@pytest.fixture(scope="session")
-def lab_server(
-    chromium_executable: str, lab_root: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[LabServer]:
-    """One JupyterLab for the session, always stopped at the end."""
-    # Build matplotlib's font cache here, not in the first kernel (where it would print a warning).
-    import matplotlib.font_manager  # noqa: F401
-
-    server = start_lab_server(lab_root, tmp_path_factory.mktemp("jupyter"))
-    atexit.register(server.stop)  # a second line of defence; stop() is idempotent
-    try:
-        yield server
-    finally:
-        server.stop()
-        atexit.unregister(server.stop)
-
-
-@pytest.fixture(scope="session")
-def browser(chromium_executable: str) -> Iterator[Any]:
-    """One headless Chromium for the session."""
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=chromium_executable, args=CHROMIUM_ARGS, headless=True)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
-
-
-@pytest.fixture(scope="session")
-def browser_context(browser: Any) -> Iterator[Any]:
-    """One browser context for the session, so JupyterLab's scripts are cached after the first page."""
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    context.set_default_timeout(30_000)
-    try:
-        yield context
-    finally:
-        context.close()
-
-
 class LabTab:
-    """The session's one JupyterLab tab. Loading JupyterLab costs seconds, so every test opens its
-    notebooks in the same tab; a tab a test left untidy (a dialog, a document still open) or broken
-    is replaced by a fresh one."""
+    """The one JupyterLab tab the browser tests share. Loading JupyterLab costs seconds, so every test
+    opens its notebooks in the same tab; a tab a test left untidy (a dialog, a document still open)
+    or broken is replaced by a fresh one."""
 
     def __init__(self, context: Any) -> None:
         self.context = context
@@ -204,16 +166,101 @@ class LabTab:
             self.page = None
 
 
+class BrowserSession:
+    """The JupyterLab server, Chromium and the shared tab: started when a browser test first needs
+    them, stopped as soon as the run moves on to tests that do not (and at the end of the session).
+
+    Stopping early matters: while Playwright's sync API is open it keeps an asyncio loop running in
+    the main thread, and every later test that calls ``asyncio.run`` (nbclient, nbval) would fail.
+    """
+
+    def __init__(self, chromium: str, root: Path, workdir: Callable[[], Path]) -> None:
+        self.chromium, self.root, self.workdir = chromium, root, workdir
+        self._server: LabServer | None = None
+        self._playwright: Any = None
+        self._browser: Any = None
+        self._tab: LabTab | None = None
+
+    def server(self) -> LabServer:
+        if self._server is None:
+            # Build matplotlib's font cache here, not in the first kernel (where it would print a warning).
+            import matplotlib.font_manager  # noqa: F401
+
+            self._server = start_lab_server(self.root, self.workdir())
+            atexit.register(self._server.stop)  # a last line of defence; stop() is idempotent
+        return self._server
+
+    def tab(self) -> LabTab:
+        if self._tab is None:
+            from playwright.sync_api import sync_playwright
+
+            self._playwright = sync_playwright().start()
+            self._browser = self._playwright.chromium.launch(
+                executable_path=self.chromium, args=CHROMIUM_ARGS, headless=True
+            )
+            # One context: JupyterLab's scripts are cached after the first page.
+            context = self._browser.new_context(viewport={"width": 1280, "height": 900})
+            context.set_default_timeout(30_000)
+            self._tab = LabTab(context)
+        return self._tab
+
+    def stop(self) -> None:
+        """Close the browser and stop Playwright and the server; each step runs even if one before fails."""
+        browser, playwright, server = self._browser, self._playwright, self._server
+        self._tab = self._browser = self._playwright = self._server = None
+        try:
+            if browser is not None:
+                with contextlib.suppress(Exception):  # already gone if Chromium crashed
+                    browser.close()
+            if playwright is not None:
+                playwright.stop()
+        finally:
+            if server is not None:
+                server.stop()
+                atexit.unregister(server.stop)
+
+
+_SESSION = pytest.StashKey[BrowserSession]()
+
+
 @pytest.fixture(scope="session")
-def lab_tab(browser_context: Any) -> LabTab:
-    return LabTab(browser_context)
+def browser_session(
+    request: pytest.FixtureRequest, chromium_executable: str, lab_root: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[BrowserSession]:
+    session = BrowserSession(chromium_executable, lab_root, lambda: tmp_path_factory.mktemp("jupyter"))
+    request.config.stash[_SESSION] = session
+    try:
+        yield session
+    finally:
+        session.stop()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    """After the last of a run of browser tests, stop the browser session (see BrowserSession)."""
+    yield
+    session = item.config.stash.get(_SESSION, None)
+    if session is not None and (nextitem is None or nextitem.get_closest_marker("browser") is None):
+        session.stop()
+
+
+@pytest.fixture
+def lab_server(browser_session: BrowserSession) -> LabServer:
+    """The JupyterLab server (one for a run of browser tests)."""
+    return browser_session.server()
+
+
+@pytest.fixture
+def lab_tab(browser_session: BrowserSession, lab_server: LabServer) -> LabTab:
+    """The shared JupyterLab tab (one Chromium for a run of browser tests)."""
+    return browser_session.tab()
 
 
 @pytest.fixture
 def open_notebook(lab_tab: LabTab, lab_server: LabServer) -> Iterator[Callable[[str | Path], NotebookPage]]:
     """`open_notebook("notebooks/04_x.ipynb")` -> a NotebookPage, open, kernel idle.
 
-    Notebooks open in the session's JupyterLab tab; at the end of the test each is closed unsaved and
+    Notebooks open in the shared JupyterLab tab; at the end of the test each is closed unsaved and
     its kernel shut down.
     """
     opened: list[NotebookPage] = []
