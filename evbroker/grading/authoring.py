@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
-from evbroker.errors import EvbrokerError
+from evbroker.errors import EvbrokerError, one_of
 from evbroker.grading.outcome import CheckFailed, NotAnswered
 
 
@@ -196,3 +196,15 @@ def _sig(fn: Any) -> str:
         return str(inspect.signature(fn))
     except (TypeError, ValueError):
         return "(...)"
+
+
+def count_times(n: int) -> str:
+    """How often something happened, in words: 0 -> "never", 1 -> "once", 2 -> "twice", 3 -> "3 times"."""
+    return {0: "never", 1: "once", 2: "twice"}.get(n, f"{n} times")
+
+
+def pick(options: Mapping[str, Any], label: str, knob: str = "fault") -> Any:
+    """``options[label]`` for a replay's knob (a fault, a scenario), or an error that lists the labels."""
+    if label not in options:
+        raise one_of(knob, label, options)
+    return options[label]

@@ -23,16 +23,20 @@ from typing import Any
 
 import evbroker as eb
 from evbroker.errors import EvbrokerError, one_of
-from evbroker.grading.authoring import call_answer, expect, expect_callable, expect_equal, expect_number, trials
+from evbroker.grading.authoring import (
+    call_answer,
+    count_times,
+    expect,
+    expect_callable,
+    expect_equal,
+    expect_number,
+    pick,
+    trials,
+)
 from evbroker.grading.outcome import CheckFailed, NotAnswered
 from evbroker.grading.registry import register
 
 SEEDS = range(20)
-
-
-def count_times(n: int) -> str:
-    """1 -> "once", 2 -> "twice", 3 -> "3 times"."""
-    return {0: "never", 1: "once", 2: "twice"}.get(n, f"{n} times")
 
 
 def replay_hint(check_id: str, answer: str, seed: int, knob: str, label: str) -> str:
@@ -41,13 +45,6 @@ def replay_hint(check_id: str, answer: str, seed: int, knob: str, label: str) ->
         f"seed={seed}, {knob}: {label}. To watch it: b = ex{check_id[:2]}.replay({check_id!r}, {answer}, "
         f"seed={seed}, {knob}={label!r}); print(b.trace.table())"
     )
-
-
-def pick(options: Mapping[str, Any], label: str, knob: str) -> Any:
-    """``options[label]``, or an error that lists the labels."""
-    if label not in options:
-        raise one_of(knob, label, options)
-    return options[label]
 
 
 def run_until_settled(b: eb.Broker) -> str:

@@ -29,8 +29,8 @@ from typing import Any
 
 import evbroker as eb
 from evbroker.errors import EvbrokerError, one_of
-from evbroker.grading.authoring import expect, expect_number
-from evbroker.grading.checks_02 import count_times, pick, replay_hint
+from evbroker.grading.authoring import count_times, expect, expect_number, pick
+from evbroker.grading.checks_02 import replay_hint
 from evbroker.grading.outcome import CheckFailed, NotAnswered
 from evbroker.grading.registry import register
 from evbroker.workflows import Choreography, Reject, Saga, Service

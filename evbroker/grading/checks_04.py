@@ -28,7 +28,16 @@ from typing import Any
 
 import evbroker as eb
 from evbroker.errors import EvbrokerError, one_of
-from evbroker.grading.authoring import call_answer, expect, expect_callable, expect_equal, expect_number, trials
+from evbroker.grading.authoring import (
+    call_answer,
+    count_times,
+    expect,
+    expect_callable,
+    expect_equal,
+    expect_number,
+    pick,
+    trials,
+)
 from evbroker.grading.outcome import CheckFailed
 from evbroker.grading.registry import register
 
@@ -183,11 +192,6 @@ def _cause(e: eb.TraceEvent) -> tuple[str, str] | None:
     if e.kind == "lost":
         return f"the broker dropped {e.msg} for good ({e.detail})", ""
     return None
-
-
-def count_times(n: int) -> str:
-    """1 -> "once", 2 -> "twice", 3 -> "3 times"."""
-    return {0: "never", 1: "once", 2: "twice"}.get(n, f"{n} times")
 
 
 def replay_line(check_id: str, answer: str, seed: int, fault: str) -> str:
@@ -470,10 +474,3 @@ def replay_from(
     scenario, faults = table[check_id]
     pick(faults, fault)
     return scenario(answer, seed, fault).broker
-
-
-def pick(options: Mapping[str, Any], label: str) -> Any:
-    """``options[label]``, or an error that lists the labels."""
-    if label not in options:
-        raise one_of("fault", label, options)
-    return options[label]

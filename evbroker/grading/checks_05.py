@@ -23,15 +23,13 @@ from collections.abc import Callable
 from typing import Any
 
 import evbroker as eb
-from evbroker.grading.authoring import expect_callable, expect_equal, expect_number, trials
+from evbroker.grading.authoring import count_times, expect_callable, expect_equal, expect_number, pick, trials
 from evbroker.grading.checks_04 import (
     SEEDS,
     SETTLE_LIMIT,
     Run,
-    count_times,
     expect_each_order_charged,
     fail_unless_settled,
-    pick,
     replay_from,
     replay_line,
     run_settling,

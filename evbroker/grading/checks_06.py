@@ -28,8 +28,16 @@ from typing import Any
 
 import evbroker as eb
 from evbroker.errors import EvbrokerError, one_of
-from evbroker.grading.authoring import call_answer, expect, expect_callable, expect_equal, expect_number
-from evbroker.grading.checks_02 import count_times, pick, replay_hint
+from evbroker.grading.authoring import (
+    call_answer,
+    count_times,
+    expect,
+    expect_callable,
+    expect_equal,
+    expect_number,
+    pick,
+)
+from evbroker.grading.checks_02 import replay_hint
 from evbroker.grading.checks_04 import order_story
 from evbroker.grading.outcome import CheckFailed
 from evbroker.grading.registry import register
