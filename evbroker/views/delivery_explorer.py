@@ -12,7 +12,6 @@ from evbroker import scenarios
 from evbroker.core.broker import GUARANTEES, Broker
 from evbroker.core.message import Context, Message
 from evbroker.views import style
-from evbroker.views import timeline as tl
 from evbroker.views.explorer import Explorer, html_table
 
 GUARANTEE_STORIES = {
@@ -107,9 +106,5 @@ class DeliveryExplorer(Explorer):
         return s, text
 
     def draw(self, b: Broker) -> None:
-        lay = tl.layout(b.trace)
-        self.figure.set_size_inches(*tl.figsize(len(lay.lanes)))
-        left, right = tl.margins(lay)
-        ax = self.axes("timeline", left=left, right=right, top=0.35, bottom=0.5)
         title = f"{self.guarantee.value} \u00b7 {self.fault.value} \u00b7 seed {self.seed.value}"
-        self.paste_legend(tl.draw(ax, lay, title=title, trace=b.trace, legend=False), ax)
+        self.draw_timeline(b.trace, title)

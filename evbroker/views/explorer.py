@@ -28,6 +28,7 @@ import ipywidgets as widgets
 
 from evbroker.errors import EvbrokerError
 from evbroker.views import style
+from evbroker.views import timeline as tl
 
 #: Pre-drawn timeline legends, by their entries (see :meth:`Explorer.paste_legend`).
 _LEGENDS: dict[tuple[str, ...], Any] = {}
@@ -141,6 +142,21 @@ class Explorer(widgets.VBox):
             wipe(ax)
             ax.set_position(box)
         return ax
+
+    def draw_timeline(self, trace: Any, title: str, *, below: float = 0.0) -> tuple[float, float]:
+        """Size the figure for ``trace``'s timeline plus ``below`` inches of panels, and draw it on top.
+
+        Returns the share of the figure's height left below the timeline (the ``band`` for the
+        panels there) and the timeline's right margin in inches.
+        """
+        lay = tl.layout(trace)
+        top_h = tl.figsize(len(lay.lanes))[1]
+        self.figure.set_size_inches(style.NOTEBOOK_WIDTH, top_h + below)
+        split = below / (top_h + below)
+        left, right = tl.margins(lay)
+        ax = self.axes("timeline", left=left, right=right, top=0.35, bottom=0.5, band=(split, 1.0))
+        self.paste_legend(tl.draw(ax, lay, title=title, trace=trace, legend=False), ax)
+        return split, right
 
     def paste_legend(self, handles: list[Any], ax: Any, *, inside: bool = False) -> None:
         """Put a legend for ``handles`` right of ``ax`` (or inside its top right corner), as pixels.

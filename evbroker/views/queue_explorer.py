@@ -11,7 +11,6 @@ from evbroker import scenarios
 from evbroker.core.broker import Broker
 from evbroker.core.trace import Trace
 from evbroker.views import style
-from evbroker.views import timeline as tl
 from evbroker.views.depth import queue_depth
 from evbroker.views.explorer import Explorer, html_table
 from evbroker.views.lanes import lanes
@@ -91,16 +90,8 @@ class QueueExplorer(Explorer):
         return summary, text
 
     def draw(self, b: Broker) -> None:
-        fig = self.figure
-        lay = tl.layout(b.trace)
-        top_h = tl.figsize(len(lay.lanes))[1]
-        bottom_h = 2.4
-        fig.set_size_inches(style.NOTEBOOK_WIDTH, top_h + bottom_h)
-        split = bottom_h / (top_h + bottom_h)
-        left_in, right_in = tl.margins(lay)
-        ax = self.axes("timeline", left=left_in, right=right_in, top=0.35, bottom=0.5, band=(split, 1.0))
         title = f"{self.mode.value}: {crew(self.mode.value, self.workers.value)}, {self.messages.value} messages"
-        self.paste_legend(tl.draw(ax, lay, title=title, trace=b.trace, legend=False), ax)
+        split, _ = self.draw_timeline(b.trace, title, below=2.4)
         middle = style.NOTEBOOK_WIDTH * 0.4
         left = self.axes(
             "consumers", left=1.3, right=style.NOTEBOOK_WIDTH - middle + 0.3, top=0.35, bottom=0.5, band=(0, split)

@@ -8,8 +8,6 @@ from typing import Any
 import ipywidgets as widgets
 
 from evbroker.core.faults import Faults
-from evbroker.views import style
-from evbroker.views import timeline as tl
 from evbroker.views.explorer import Explorer, html_table
 from evbroker.views.flow import flow, legend_handles
 
@@ -119,18 +117,10 @@ class WorkflowExplorer(Explorer):
         return summary, text
 
     def draw(self, run: Any) -> None:
-        fig = self.figure
-        lay = tl.layout(run.trace)
-        top_h = tl.figsize(len(lay.lanes))[1]
-        bottom_h = 3.0
-        fig.set_size_inches(style.NOTEBOOK_WIDTH, top_h + bottom_h)
-        split = bottom_h / (top_h + bottom_h)
-        left, right = tl.margins(lay)
-        ax = self.axes("timeline", left=left, right=right, top=0.35, bottom=0.5, band=(split, 1.0))
         title = (
             f"{run.style} \u00b7 {run.failure} \u00b7 {'faults' if run.faults else 'no faults'} \u00b7 seed {run.seed}"
         )
-        self.paste_legend(tl.draw(ax, lay, title=title, trace=run.trace, legend=False), ax)
+        split, right = self.draw_timeline(run.trace, title, below=3.0)
         graph_ax = self.axes("flow", left=0.3, right=right, top=0.35, bottom=0.1, band=(0.0, split))
         drawn = flow(run, ax=graph_ax, title="who talks to whom (messages sent)", legend=False)
         self.paste_legend(legend_handles(drawn.graph), graph_ax)
