@@ -69,6 +69,12 @@ def test_text_fallback_lists_questions_without_answers():
         ([{"q": "x", "choices": ["a", "b"], "answer": 2, "explain": "e"}], ["question 0", "0 to 1"]),
         ([{"q": "x", "choices": ["a"], "answer": 0, "explain": "e"}], ["at least two"]),
         ([{"q": "x", "choices": ["a", "b"], "answer": 0, "explain": "e", "hint": "h"}], ["unexpected 'hint'"]),
+        ([{"id": "", "q": "x", "choices": ["a", "b"], "answer": 0, "explain": "e"}], ["'id' must be a short name"]),
+        ([{"id": 7, "q": "x", "choices": ["a", "b"], "answer": 0, "explain": "e"}], ["'id' must be a short name"]),
+        (
+            [{"id": "k", "q": "x", "choices": ["a", "b"], "answer": 0, "explain": "e"}] * 2,
+            ["question 1", "id 'k' is already used by question 0"],
+        ),
     ],
 )
 def test_bad_questions_teach(questions, words):
@@ -76,6 +82,15 @@ def test_bad_questions_teach(questions, words):
         eb.widgets.Quiz(questions)
     for w in words:
         assert w in str(err.value)
+
+
+def test_a_question_may_carry_an_id_that_learners_never_see():
+    named = [{**QUESTIONS[0], "id": "seed-queue-vs-pubsub"}, QUESTIONS[1]]
+    quiz = eb.widgets.Quiz(named)
+    assert quiz.questions[0]["id"] == "seed-queue-vs-pubsub" and "id" not in quiz.questions[1]
+    assert quiz.answer(0, 1) is True
+    shown = quiz._repr_mimebundle_()["text/plain"] + "".join(w.value for w in quiz.feedback)
+    assert "seed-queue-vs-pubsub" not in shown
 
 
 @pytest.mark.parametrize(("question", "choice"), [(2, 0), (0, 3), (-1, 0)])

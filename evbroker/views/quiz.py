@@ -11,10 +11,16 @@ import ipywidgets as widgets
 from evbroker.errors import EvbrokerError
 
 KEYS = ("q", "choices", "answer", "explain")
+#: Keys a question may carry besides KEYS: "id" names it for tests and teachers (e.g. "seed-duplicates").
+OPTIONAL_KEYS = ("id",)
 
 
 def check_questions(questions: object) -> list[dict[str, Any]]:
-    """Validate ``[{q, choices, answer, explain}, ...]`` and return it as a list of dicts."""
+    """Validate ``[{q, choices, answer, explain}, ...]`` and return it as a list of dicts.
+
+    A question may also carry an ``"id"`` (a short unique name such as ``"seed-duplicates"``), so
+    tests and teachers can find it whatever its position; learners never see it.
+    """
     example = (
         "e.g. {'q': 'Who gets a queued message?', 'choices': ['one worker', 'every worker'], "
         "'answer': 0, 'explain': 'A queue hands each message to one worker.'}"
@@ -22,15 +28,16 @@ def check_questions(questions: object) -> list[dict[str, Any]]:
     if isinstance(questions, (str, bytes, dict)) or not isinstance(questions, Sequence) or not questions:
         raise EvbrokerError(f"Quiz needs a non-empty list of question dicts (got {questions!r:.80}); {example}")
     out = []
+    ids: dict[str, int] = {}
     for i, item in enumerate(questions):
         where = f"Quiz question {i}"
         if not isinstance(item, dict):
             raise EvbrokerError(f"{where} must be a dict with keys {', '.join(KEYS)} (got {item!r:.60}); {example}")
         missing = [k for k in KEYS if k not in item]
-        extra = [k for k in item if k not in KEYS]
+        extra = [k for k in item if k not in KEYS and k not in OPTIONAL_KEYS]
         if missing or extra:
             raise EvbrokerError(
-                f"{where}: keys must be exactly {', '.join(KEYS)}"
+                f"{where}: keys must be exactly {', '.join(KEYS)} (and optionally {', '.join(OPTIONAL_KEYS)})"
                 + (f"; missing {', '.join(map(repr, missing))}" if missing else "")
                 + (f"; unexpected {', '.join(map(repr, extra))}" if extra else "")
             )
@@ -52,6 +59,15 @@ def check_questions(questions: object) -> list[dict[str, Any]]:
             )
         if not isinstance(item["explain"], str) or not item["explain"].strip():
             raise EvbrokerError(f"{where}: 'explain' must say why the answer is right (got {item['explain']!r})")
+        if "id" in item:
+            qid = item["id"]
+            if not isinstance(qid, str) or not qid.strip() or qid != qid.strip():
+                raise EvbrokerError(
+                    f"{where}: 'id' must be a short name such as 'seed-duplicates' (got {qid!r})"
+                )
+            if qid in ids:
+                raise EvbrokerError(f"{where}: id {qid!r} is already used by question {ids[qid]}; ids must be unique")
+            ids[qid] = i
         out.append(dict(item))
     return out
 
