@@ -69,6 +69,13 @@ def test_a_registered_check_is_found_by_id_with_its_points_and_title():
     assert [c.id for c in registered("99")] == ["99-double", "99-charges"]
 
 
+def test_a_check_that_moved_to_another_exercise_keeps_its_id_and_is_listed_there():
+    """06-fewest-workers is asked in exercise 08 (backpressure) and keeps the id gradebooks know."""
+    assert get_check("06-fewest-workers").notebook == "08"
+    assert [c.id for c in registered("08")] == ["06-predict-depth", "06-fewest-workers"]
+    assert [c.id for c in registered("06")] == ["06-fix-poison", "06-retry-backoff"]
+
+
 def test_an_unknown_id_suggests_the_closest_one():
     with pytest.raises(eb.EvbrokerError, match="no check '99-dubble'; did you mean '99-double'"):
         get_check("99-dubble")
@@ -81,6 +88,7 @@ def test_an_unknown_id_suggests_the_closest_one():
         ({"check_id": "Double", "points": 1, "title": "t"}, "must look like"),
         ({"check_id": "98-x", "points": 0, "title": "t"}, "points must be a number > 0"),
         ({"check_id": "98-x", "points": 1, "title": " "}, "title must be"),
+        ({"check_id": "98-x", "points": 1, "title": "t", "exercise": "8"}, "two-digit number such as '08'"),
     ],
 )
 def test_register_rejects_bad_ids_points_and_titles(kwargs, problem):

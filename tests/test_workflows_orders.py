@@ -249,3 +249,23 @@ def test_constants_for_widgets():
     assert STYLES == ("orchestration", "choreography")
     assert FAILURES == ("none", "payment declined", "shipping unavailable")
     assert LEDGER == ("reserved", "released", "charged", "refunded", "shipped", "emailed")
+
+
+def test_story_follows_one_order_across_the_choreography_by_its_business_key():
+    """The story of order-2 holds its own messages only, though order-1's interleave with them."""
+    run = eb.workflows.run_orders("choreography", failure="shipping unavailable", orders=2)
+    story = run.story("order-2")
+    assert story.splitlines()[0] == "What happened to order-2:"
+    assert "order=order-2" in story and "order=order-1" not in story
+    assert [line.split()[3] for line in story.splitlines()[1:] if " publishes " in line] == [
+        "m2", "m5", "m7", "m8", "m10"
+    ]
+    assert "rejected action=ship reason=no carrier serves Atlantis" in story
+    with pytest.raises(eb.EvbrokerError, match="order-3"):
+        run.story("order-3")
+
+
+def test_story_of_an_orchestrated_order_shows_each_command_and_reply():
+    story = eb.workflows.run_orders("orchestration", orders=1).story("order-1")
+    assert story.count("publishes") == 9 and "emailed order=order-1" in story
+    assert "status=" not in story  # the orchestrator's own log stays in its table

@@ -1,7 +1,7 @@
-"""Checks for exercise 06 · retries, dead letters and backpressure
-(``solutions/06_retries_dead_letters_and_backpressure.ipynb``).
+"""Checks for exercises 06 · retries and dead letters (``solutions/06_retries_and_dead_letters.ipynb``)
+and 08 · backpressure (``solutions/08_backpressure.ipynb``).
 
-Four questions, 10 points:
+Four questions, 10 points; the last two are asked in exercise 08 and keep their ``06-`` ids:
 
 - ``06-fix-poison`` (3, debug): ``declare_payments(b)`` declares a payments queue that a
   poison order can no longer jam: it goes to ``payments.dlq`` after a few tries, while good
@@ -360,7 +360,7 @@ def waiting_at(trace: eb.Trace, queue: str, t: float) -> int:
     return level
 
 
-@register("06-predict-depth", points=2, title="predict the queue depth")
+@register("06-predict-depth", points=2, title="predict the queue depth", exercise="08")
 def check_predict_depth(waiting: Any) -> None:
     predicted = expect_number(waiting, "waiting")
     expect_equal(
@@ -408,7 +408,7 @@ def _waiting_when_arrivals_stop(b: eb.Broker) -> int:
     return waiting_at(b.trace, "payments", RUSH_LENGTH)
 
 
-@register("06-fewest-workers", points=2, title="the fewest workers")
+@register("06-fewest-workers", points=2, title="the fewest workers", exercise="08")
 def check_fewest_workers(fewest_workers: Any) -> None:
     expect_callable(fewest_workers, "fewest_workers", params=2)
     for seed in SEEDS:

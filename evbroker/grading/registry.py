@@ -11,6 +11,8 @@ notebook's number); every such module is imported the first time an unknown id i
 
 Ids look like ``NN-some-words``: NN is the notebook's number, and the id is also the nbgrader
 ``grade_id`` of the graded cell that calls it (nbgrader accepts letters, digits, ``_`` and ``-``).
+An id never changes once published (gradebooks and tests name it); when a question moves to
+another exercise notebook, ``register(..., exercise="08")`` says where it lives now.
 """
 
 from __future__ import annotations
@@ -38,19 +40,25 @@ class Check:
     points: float
     title: str
     fn: CheckFunction
+    exercise: str | None = None
 
     @property
     def notebook(self) -> str:
-        """The exercise notebook's number, e.g. "02"."""
-        return self.id[:2]
+        """The number of the exercise notebook that asks it, e.g. "02": the id's, unless it moved."""
+        return self.exercise or self.id[:2]
 
 
 _CHECKS: dict[str, Check] = {}
 _loaded = False
 
 
-def register(check_id: str, *, points: float, title: str) -> Callable[[CheckFunction], CheckFunction]:
+def register(
+    check_id: str, *, points: float, title: str, exercise: str | None = None
+) -> Callable[[CheckFunction], CheckFunction]:
     """Register the decorated function as check ``check_id``, worth ``points``.
+
+    ``exercise`` is the number of the exercise notebook that asks it, when that is not the
+    id's own number (a question that moved to another notebook keeps its id).
 
     The function receives the learner's answer. It raises :class:`CheckFailed` when the answer
     is wrong, and returns ``None`` for full points (or a number between 0 and ``points`` for
@@ -65,6 +73,11 @@ def register(check_id: str, *, points: float, title: str) -> Callable[[CheckFunc
         raise EvbrokerError(f"check {check_id!r}: points must be a number > 0 (got {points!r})")
     if not isinstance(title, str) or not title.strip():
         raise EvbrokerError(f"check {check_id!r}: title must be a short non-empty text (got {title!r})")
+    if exercise is not None and (not isinstance(exercise, str) or not re.fullmatch(r"[0-9]{2}", exercise)):
+        raise EvbrokerError(
+            f"check {check_id!r}: exercise must be an exercise notebook's two-digit number such as '08' "
+            f"(got {exercise!r})"
+        )
 
     def decorate(fn: CheckFunction) -> CheckFunction:
         old = _CHECKS.get(check_id)
@@ -72,7 +85,7 @@ def register(check_id: str, *, points: float, title: str) -> Callable[[CheckFunc
             raise EvbrokerError(
                 f"check {check_id!r} is already registered by {_where(old.fn)}; pick another id for {_where(fn)}"
             )
-        _CHECKS[check_id] = Check(check_id, points, title.strip(), fn)
+        _CHECKS[check_id] = Check(check_id, points, title.strip(), fn, exercise)
         return fn
 
     return decorate

@@ -168,16 +168,29 @@ class OrderRun:
     - ``states``: order id -> :class:`SagaState`; ``table()`` prints them. In orchestration
       this is the orchestrator's own log; in choreography nobody keeps one, so it is
       rebuilt after the fact from every service's effects;
-    - ``measures``: messages, places the workflow is defined, coupling graph (:class:`Measures`).
+    - ``measures``: messages, places the workflow is defined, coupling graph (:class:`Measures`);
+    - ``story(order)``: what each service heard, did and announced for one order, read from the
+      trace (what a tracing tool stitches together from a correlation id).
     """
 
-    def __init__(self, style: str, failure: str, orders: int, seed: int, faults: Faults | None, broker: Broker) -> None:
+    def __init__(
+        self,
+        style: str,
+        failure: str,
+        orders: int,
+        seed: int,
+        faults: Faults | None,
+        broker: Broker,
+        placed: Mapping[str, str] | None = None,
+    ) -> None:
         self.style = style
         self.failure = failure
         self.orders = orders
         self.seed = seed
         self.faults = faults
         self.broker = broker
+        #: the shop's order.placed messages: message id -> order
+        self.placed: dict[str, str] = dict(placed or {})
         self.order_ids: tuple[str, ...] = tuple(f"order-{n}" for n in range(1, orders + 1))
         effects = broker.effects()
         self.ledger: dict[str, int] = dict.fromkeys(LEDGER, 0)
@@ -211,6 +224,29 @@ class OrderRun:
         """Each order's state: one column per step, then the current step and the outcome."""
         return states_table(self.states.values(), ORDER_STEPS, label="order")
 
+    def story(self, order: str) -> str:
+        """What each service heard, did and announced for ``order``, in time order, as text.
+
+        Read from the trace alone: a message belongs to the order of the message its publisher
+        was handling (every service copies the business key onto what it announces), so this
+        is what a tracing tool rebuilds from a correlation id carried in every message.
+        """
+        if order not in self.order_ids:
+            raise one_of("story: order", order, self.order_ids)
+        keys = messages_by_key(self.trace, self.placed)
+        mids = [m for m, k in keys.items() if k == order]
+        rows = []
+        for e in self.trace.where(kind=["publish", "effect", "unroutable", "dead-letter"], msg=mids):
+            if e.kind == "publish":
+                rows.append(f"  t={e.time:<4g} {e.actor:<14} publishes {e.msg} to {e.to}")
+            elif e.kind == "unroutable":
+                rows.append(f"  t={e.time:<4g} {e.actor} has no queue bound to it: {e.msg} is dropped")
+            elif e.kind == "dead-letter":
+                rows.append(f"  t={e.time:<4g} {e.actor:<14} gives up on {e.msg}: {e.detail}")
+            elif not e.detail.startswith("saga "):  # the orchestrator's own log: its table shows it
+                rows.append(f"  t={e.time:<4g} {e.actor:<14} {e.detail}")
+        return f"What happened to {order}:\n" + ("\n".join(rows) or "  nothing")
+
     def __repr__(self) -> str:
         counts: dict[str, int] = {}
         for o in self.outcomes.values():
@@ -224,6 +260,25 @@ class OrderRun:
         ledger = " ".join(f"{k}={v}" for k, v in self.ledger.items())
         publishes = sum(1 for e in self.trace if e.kind == "publish")
         return f"{head}\n{self.table()}\nledger: {ledger}; net {self.money['net']}; {publishes} messages sent"
+
+
+def messages_by_key(trace: Trace, roots: Mapping[str, str]) -> dict[str, str]:
+    """Which business key each message belongs to, read from the trace alone.
+
+    ``roots`` maps the messages that start the flow to their keys. A handler's publications are
+    recorded right after the ``complete`` of the message it was handling, by the same worker,
+    so each new message inherits the key of that one.
+    """
+    key = dict(roots)
+    handling: dict[str, str] = {}  # worker -> the message whose work it just committed
+    for e in trace:
+        if e.kind == "complete" and e.msg is not None:
+            handling[e.actor] = e.msg
+        elif e.kind == "publish" and e.msg is not None and e.msg not in key and e.actor in handling:
+            parent = key.get(handling[e.actor])
+            if parent is not None:
+                key[e.msg] = parent
+    return key
 
 
 def _reconstruct(effects: list, order_ids: tuple[str, ...]) -> dict[str, SagaState]:
@@ -309,10 +364,12 @@ def run_orders(
         ORDER_SAGA.install(b, faults=faults, ack_timeout=ACK_TIMEOUT)
     else:
         ORDER_CHOREOGRAPHY.install(b, faults=faults, ack_timeout=ACK_TIMEOUT)
+    placed = {}
     for n in range(1, orders + 1):
-        b.publish(ORDER_PLACED, order_data(n, failure), at=float(n - 1), key=f"order-{n}", by=SHOP)
+        mid = b.publish(ORDER_PLACED, order_data(n, failure), at=float(n - 1), key=f"order-{n}", by=SHOP)
+        placed[mid] = f"order-{n}"
     b.run()
-    return OrderRun(style, failure, orders, seed, faults, b)
+    return OrderRun(style, failure, orders, seed, faults, b, placed)
 
 
 def _check_can_settle(faults: Faults) -> None:
