@@ -417,6 +417,22 @@ def test_quiz_questions_are_read_from_the_cell_source(tmp_path):
     assert quiz_questions({"cells": [_md("# x"), _quiz_cell(questions)]}) == questions
 
 
+def test_a_committed_lesson_doctored_to_always_answer_the_second_choice_fails(tmp_path):
+    """Every quiz of the sequence, rewritten so the right answer is always choice 2, as the old quizzes leaned."""
+    quizzes = {}
+    for path in LESSONS:
+        nb = read(path)
+        for cell in nb["cells"]:
+            if "Quiz(" in source(cell):
+                moved = [{**q, "answer": 1} for q in quiz_questions({"cells": [cell]})]
+                cell["source"] = source(_quiz_cell(moved))
+        doctored = tmp_path / path.name
+        doctored.write_text(json.dumps(nb), encoding="utf-8")
+        quizzes[path.name] = quiz_questions(read(doctored))
+    assert [p for p in quiz_balance_problems(quizzes) if "the right answer is choice 2 in" in p]
+    assert quiz_balance_problems(_quizzes()) == []
+
+
 def _solution(answer: str, setup: str = "import evbroker as eb\nfrom evbroker.grading import check") -> dict[str, Any]:
     answer_cell = _code(f"x = None\n{BEGIN}\n{answer}\n{END}")
     answer_cell["metadata"] = {"nbgrader": {"grade_id": "03-x-answer", "solution": True}}
