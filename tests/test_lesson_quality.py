@@ -13,8 +13,9 @@ tests feed each one a doctored lesson, exercise or README to show it can fail.
 - **No untaught API.** Every name an exercise answer uses (an attribute such as ``.on``, a
   keyword such as ``on_reject=``, a kit name such as ``Reject``) appears in the code of a lesson
   numbered no later than the exercise.
-- **Short code.** A code cell a learner reads is at most 15 lines; longer helpers live in the
-  package or in a folded cell whose first line says what it is for.
+- **Short code.** A code cell a learner reads, in a lesson or an exercise, is at most 15 lines;
+  longer helpers live in the package or in a folded cell whose first line says what it is for.
+  An exercise's answer cells are the learner's own and are not counted.
 - **Honest lengths.** Each lesson's opening and the README's lesson list state the same time,
   close to an estimate made from its words, code, predictions, pictures, explorers and quiz.
 """
@@ -255,9 +256,10 @@ def untaught_problems(solution: dict[str, Any], number: str, lessons: dict[str, 
 
 
 def code_length_problems(nb: dict[str, Any]) -> list[str]:
+    """Long cells a learner must read; an exercise's answer cells are the learner's own and not counted."""
     problems = []
     for i, cell in enumerate(nb["cells"]):
-        if cell["cell_type"] != "code":
+        if cell["cell_type"] != "code" or cell.get("metadata", {}).get("nbgrader", {}).get("solution"):
             continue
         text = source(cell).strip("\n")
         if folded(cell):
@@ -343,7 +345,7 @@ def test_every_name_an_exercise_answer_uses_is_shown_in_a_lesson_first(path):
     assert untaught_problems(read(path), path.name[:2], lessons) == []
 
 
-@pytest.mark.parametrize("path", LESSONS, ids=[p.stem for p in LESSONS])
+@pytest.mark.parametrize("path", LESSONS + SOLUTIONS, ids=[f"{p.parent.name}/{p.stem}" for p in LESSONS + SOLUTIONS])
 def test_learner_facing_code_cells_are_short(path):
     assert code_length_problems(read(path)) == []
 
@@ -463,7 +465,8 @@ def test_a_long_learner_facing_cell_or_a_folded_cell_without_a_purpose_is_report
     long = _code("\n".join(f"x{i} = {i}" for i in range(MAX_CODE_LINES + 1)))
     long_but_folded = _code("# Helpers for the shop below.\n" + source(long), hidden=True)
     silent_fold = _code(source(long), hidden=True)
-    assert code_length_problems({"cells": [short, long_but_folded]}) == []
+    answer = {**long, "metadata": {"nbgrader": {"solution": True, "grade_id": "02-x-answer"}}}
+    assert code_length_problems({"cells": [short, long_but_folded, answer]}) == []
     assert len(code_length_problems({"cells": [long]})) == 1
     assert "one-line '# purpose' comment" in code_length_problems({"cells": [silent_fold]})[0]
 
