@@ -198,8 +198,13 @@ def payments(
 
 
 def charge(msg: Message, ctx: Context) -> None:
-    """The payment scenario's plain handler: charge the card, nothing else (not idempotent)."""
-    ctx.effect("charge", order=msg.payload["order"], amount=msg.payload["amount"])
+    """The payment scenario's plain handler: charge the card, nothing else (not idempotent).
+
+    The charge is a call to the payment provider (``ctx.call``): it happens when the handler
+    runs and no transaction of the consumer can take it back; it sends no idempotency key, so
+    the provider charges every call it gets.
+    """
+    ctx.call("charge", order=msg.payload["order"], amount=msg.payload["amount"])
 
 
 def payment_summary(b: Broker) -> dict[str, int]:

@@ -609,7 +609,7 @@ class Broker:
                     w.name,
                     c.id,
                     attempt,
-                    "already processed (exactly-once processing: its dedupe record was committed): "
+                    "already processed (its dedupe record was committed with its work): "
                     "acked without running the handler",
                     None,
                     q.name,

@@ -34,6 +34,8 @@ STAGGER_CAP = 4
 BAR_HEIGHT = 0.42
 DOWN_HEIGHT = 0.16
 
+#: Markers labelled with a name (the effect's, the outside system's) above them.
+_NAMED_POINTS = ("effect", "call", "call-deduped")
 #: Markers that sit on the lane of the event's actor and get the message id as their label.
 _LABELLED_POINTS = (
     "crash",
@@ -46,6 +48,7 @@ _LABELLED_POINTS = (
     "unroutable",
     "handler-error",
     "confirm-lost",
+    "requeue",
 )
 
 
@@ -241,7 +244,11 @@ def layout(trace: Trace, window: tuple[float, float] | None = None, colour_by: s
             else:
                 x1 = lost_hop("ack", x0, e.actor, e.to, colour, kind, "ack lost")
                 cursor[(m, q)] = x1 + MARKER_GAP * d
-        elif kind in ("timeout", "redeliver", "lost", "unroutable"):
+        elif kind in ("call", "call-deduped"):  # made while the handler runs: just inside its bar
+            opened = spans.get((e.actor, m))
+            x = opened[0] + d / 3 if opened is not None else max(e.time, cursor.get((m, q), e.time))
+            point(kind, x, e.actor, None, str((e.data or {}).get("name", "call")))
+        elif kind in ("timeout", "redeliver", "lost", "unroutable", "requeue"):
             key = (m, None) if kind == "unroutable" else (m, q)
             x = max(e.time, cursor.get(key, e.time))
             text = _label(m, e.attempt) if kind in _LABELLED_POINTS else ""
@@ -289,7 +296,10 @@ def timeline(
     message's colour: publish, route and deliver go down the lanes, acks come back up. A bar
     on a worker's lane is the time it spent processing a copy (hatched when the work was cut
     short: a crash, a handler error, a rolled-back duplicate); hatched grey is a worker that
-    is down. Crashes, lost deliveries and acks, timeouts, redeliveries, dedupe skips, effects,
+    is down. An outside call (``ctx.call``) is a plus inside the bar where the handler made it
+    (hollow when the outside system recognised its idempotency key and did nothing), apart from
+    the star of a database write (``ctx.effect``) committed at the bar's end.
+    Crashes, lost deliveries and acks, timeouts, redeliveries, dedupe skips, effects,
     dead letters, late acks, handler errors, lost copies and unroutable publishes each have
     their own marker shape, listed in the legend.
 
@@ -590,7 +600,7 @@ def _draw_effect_names(ax: Any, lay: Layout) -> None:
     """Only the effects' names, each dropped when it repeats the one before it on its lane."""
     before: dict[float, str] = {}
     for x, yy, text, kind in lay.labels:
-        if kind == "effect" and before.get(yy) != text:
+        if kind in _NAMED_POINTS and before.get(yy) != text:
             before[yy] = text
             ax.text(x, yy + 0.2, text, fontsize=7, ha="center", va="top", color=style.INK, zorder=7, clip_on=True)
 
@@ -623,7 +633,7 @@ def _draw_labels(ax: Any, lay: Layout) -> None:
             )
         elif kind == "late-ack":
             ax.text(x - lay.slant, yy - 0.14, text, fontsize=7, ha="right", va="bottom", color=style.FAINT, zorder=7)
-        elif kind == "effect":
+        elif kind in _NAMED_POINTS:
             ax.text(x, yy + 0.2, text, fontsize=7, ha="center", va="top", color=style.INK, zorder=7, clip_on=True)
         elif kind in ("delivery-lost", "ack-lost"):
             ax.text(
