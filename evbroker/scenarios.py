@@ -124,6 +124,32 @@ def queue_demo(
     return b
 
 
+def backlog_demo(prefetch: int | None = None, messages: int = 8, *, slow_time: float = 5.0) -> Broker:
+    """A fast and a slow worker share the queue ``jobs``: fair dispatch, or a backlog?
+
+    ``producer`` publishes ``messages`` jobs at t=0; worker ``fast`` takes 1 time unit per job,
+    ``slow`` takes ``slow_time``. With ``prefetch=None`` (RabbitMQ's default: no limit) the
+    broker pushes the jobs round-robin as they arrive, so half of them queue up in the slow
+    worker's own buffer while the fast one runs out of work; with ``prefetch=1`` (fair
+    dispatch, ``basic.qos(prefetch_count=1)``) a job goes only to a free worker. The ack
+    timeout is long (100), so nothing times out.
+    """
+    _check_count("backlog_demo: messages", messages, 1, 1000)
+    check_positive("backlog_demo: slow_time", slow_time)
+    b = Broker(seed=0)
+    b.queue("jobs", ack_timeout=100.0)
+    b.worker("jobs", _do_job, name="fast", service_time=1.0, prefetch=prefetch)
+    b.worker("jobs", _do_job, name="slow", service_time=slow_time, prefetch=prefetch)
+    for i in range(messages):
+        b.publish("jobs", {"job": i + 1})
+    b.run()
+    return b
+
+
+def _do_job(msg: Message, ctx: Context) -> None:
+    pass
+
+
 def payments(
     guarantee: str = "at-least-once",
     fault: str = "none",

@@ -32,6 +32,8 @@ MARKER_GAP = 1.7
 #: Hops that start at the same instant from the same actor fan out by this many slants at most.
 STAGGER_CAP = 4
 BAR_HEIGHT = 0.42
+#: A copy waiting in a worker's own buffer (prefetch > 1) is drawn this far above its lane.
+BUFFER_LIFT = 0.34
 DOWN_HEIGHT = 0.16
 
 #: Markers labelled with a name (the effect's, the outside system's) above them.
@@ -130,6 +132,7 @@ def layout(trace: Trace, window: tuple[float, float] | None = None, colour_by: s
     queued: dict[tuple[str | None, str | None], float] = {}
     delivered: dict[tuple[str | None, str | None], tuple[float, int]] = {}
     effects_at: dict[tuple[str, str | None], tuple[float, int]] = {}
+    handed: dict[tuple[str | None, str | None], float] = {}  # (message, worker): when it arrived
     roles = actor_roles(trace)
 
     def start(actor: str, msg: str | None, key: tuple[str, str | None], t: float) -> float:
@@ -193,6 +196,7 @@ def layout(trace: Trace, window: tuple[float, float] | None = None, colour_by: s
                 out.waits.append((since, x0, y[e.actor], colour))
             delivered[(m, q)] = (x0, len(out.arrows["hop"]))
             cursor[(m, q)] = arrow("hop", x0, e.actor, e.to, colour)
+            handed[(m, e.to)] = cursor[(m, q)]
         elif kind == "delivery-lost":
             # the core records the delivery first: take its arrow back and draw it falling short
             x0, index = delivered.get((m, q), (e.time, None))
@@ -202,6 +206,9 @@ def layout(trace: Trace, window: tuple[float, float] | None = None, colour_by: s
             cursor[(m, q)] = x1 + MARKER_GAP * d
         elif kind == "process":
             x0 = max(e.time, cursor.get((m, q), e.time))
+            since = handed.pop((m, e.actor), None)
+            if since is not None and x0 - since > 2 * d and e.actor in y:  # pushed early: it waited in the buffer
+                out.waits.append((since, x0, y[e.actor] - BUFFER_LIFT, colour))
             spans[(e.actor, m)] = (x0, y.get(e.actor, 0), colour, e.attempt)
         elif kind in ("complete", "handler-error", "dedup", "crash"):
             opened = spans.pop((e.actor, m), None) if m else None
@@ -418,7 +425,7 @@ def draw(
         )
         handles.append(Patch(facecolor="white", edgecolor=style.DOWN, hatch="xxx", label="worker down"))
 
-    # copies waiting in a queue: a thin line along the queue's lane, nudged apart per message
+    # copies waiting in a queue (or in a worker's buffer): a thin line along the lane, nudged apart per message
     if lay.waits:
         from matplotlib.collections import LineCollection
 
@@ -436,7 +443,7 @@ def draw(
                 zorder=2,
             )
         )
-        handles.append(Line2D([], [], color=style.FAINT, lw=2.2, label="waiting in the queue"))
+        handles.append(Line2D([], [], color=style.FAINT, lw=2.2, label="waiting (queue or worker buffer)"))
 
     # arrows: one quiver per style
     arrow_styles = {
