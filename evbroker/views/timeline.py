@@ -303,8 +303,8 @@ def timeline(
     message's colour: publish, route and deliver go down the lanes, acks come back up. A bar
     on a worker's lane is the time it spent processing a copy (hatched when the work was cut
     short: a crash, a handler error, a rolled-back duplicate); hatched grey is a worker that
-    is down. An outside call (``ctx.call``) is a plus inside the bar where the handler made it
-    (hollow when the outside system recognised its idempotency key and did nothing), apart from
+    is down. An outside call (``ctx.call``) is a blue plus inside the bar where the handler made
+    it (a hollow pentagon when the outside system recognised its key and did nothing), apart from
     the star of a database write (``ctx.effect``) committed at the bar's end.
     Crashes, lost deliveries and acks, timeouts, redeliveries, dedupe skips, effects,
     dead letters, late acks, handler errors, lost copies and unroutable publishes each have
