@@ -18,8 +18,9 @@ Sources, each checked against the product's own documentation:
   ("A value of 0 is treated as infinite", rabbitmq.com/docs/consumer-prefetch), so messages are
   pushed round-robin, as the Work Queues tutorial shows before it introduces ``prefetch_count=1``.
 - ``"rabbitmq-quorum"``: the same, plus RabbitMQ 4's quorum-queue ``delivery-limit``, 20 by
-  default: past it a message is dead-lettered or dropped (rabbitmq.com/docs/quorum-queues,
-  "Poison message handling").
+  default: past it a message is dead-lettered, or dropped without a dead-letter exchange
+  (rabbitmq.com/docs/quorum-queues, "Poison message handling": "Starting with RabbitMQ 4.0,
+  the delivery limit for quorum queues defaults to 20"; rabbitmq-server pull request #11937).
 - ``"sqs"`` (standard queue): a crash is noticed only when the visibility timeout runs out,
   30 seconds by default (docs.aws.amazon.com, SQS Developer Guide, "Visibility timeout";
   ``ChangeMessageVisibility``: "The default visibility timeout for a message is 30 seconds");
