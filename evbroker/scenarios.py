@@ -18,6 +18,7 @@ from typing import Any
 from evbroker.core.broker import GUARANTEES, Broker
 from evbroker.core.faults import Faults
 from evbroker.core.message import Context, Message
+from evbroker.core.presets import PRESETS
 from evbroker.errors import EvbrokerError, check_positive, one_of
 
 QUEUE_MODES = ("queue", "pub/sub", "stacked")
@@ -123,6 +124,32 @@ def queue_demo(
     return b
 
 
+def backlog_demo(prefetch: int | None = None, messages: int = 8, *, slow_time: float = 5.0) -> Broker:
+    """A fast and a slow worker share the queue ``jobs``: fair dispatch, or a backlog?
+
+    ``producer`` publishes ``messages`` jobs at t=0; worker ``fast`` takes 1 time unit per job,
+    ``slow`` takes ``slow_time``. With ``prefetch=None`` (RabbitMQ's default: no limit) the
+    broker pushes the jobs round-robin as they arrive, so half of them queue up in the slow
+    worker's own buffer while the fast one runs out of work; with ``prefetch=1`` (fair
+    dispatch, ``basic.qos(prefetch_count=1)``) a job goes only to a free worker. The ack
+    timeout is long (100), so nothing times out.
+    """
+    _check_count("backlog_demo: messages", messages, 1, 1000)
+    check_positive("backlog_demo: slow_time", slow_time)
+    b = Broker(seed=0)
+    b.queue("jobs", ack_timeout=100.0)
+    b.worker("jobs", _do_job, name="fast", service_time=1.0, prefetch=prefetch)
+    b.worker("jobs", _do_job, name="slow", service_time=slow_time, prefetch=prefetch)
+    for i in range(messages):
+        b.publish("jobs", {"job": i + 1})
+    b.run()
+    return b
+
+
+def _do_job(msg: Message, ctx: Context) -> None:
+    pass
+
+
 def payments(
     guarantee: str = "at-least-once",
     fault: str = "none",
@@ -133,6 +160,8 @@ def payments(
     ack_timeout: float = 3.0,
     rate: float | None = None,
     handler: Callable[[Message, Context], Any] | None = None,
+    like: str | None = None,
+    slow_by: float | None = None,
 ) -> Broker:
     """The payment scenario: ``checkout`` publishes orders, ``payments`` workers charge cards.
 
@@ -147,6 +176,10 @@ def payments(
 
     ``handler(msg, ctx)`` replaces the default charging handler, so a learner can try their
     own consumer (an idempotent one, say) under every guarantee and fault.
+
+    ``like`` declares the queue with a broker preset (``"rabbitmq"``, ``"sqs"``, ...), whose
+    own ack timeout then replaces ``ack_timeout``; ``slow_by`` is how much longer the slow
+    consumer takes (default: ``ack_timeout + 1``, just past the timeout).
     """
     if guarantee not in GUARANTEES:
         raise one_of("payments: guarantee", guarantee, GUARANTEES)
@@ -175,13 +208,16 @@ def payments(
         "crash before ack": Faults(crash_before_ack=chance),
         "lost ack": Faults(lose_ack=chance),
         "lost delivery": Faults(lose_delivery=chance),
-        "slow consumer": Faults(slow=chance, slow_by=ack_timeout + 1.0),
+        "slow consumer": Faults(slow=chance, slow_by=ack_timeout + 1.0 if slow_by is None else slow_by),
         "producer retry": None,
     }[fault]
     publish_faults = Faults(lose_confirm=chance) if fault == "producer retry" else None
 
     b = Broker(seed=seed)
-    b.queue(PAYMENTS_QUEUE, guarantee=guarantee, ack_timeout=ack_timeout)
+    if like is None:
+        b.queue(PAYMENTS_QUEUE, guarantee=guarantee, ack_timeout=ack_timeout)
+    else:
+        b.queue(PAYMENTS_QUEUE, guarantee=guarantee, like=like)
     b.worker(PAYMENTS_QUEUE, handler or charge, count=workers, service_time=1.0, faults=worker_faults)
     for i in range(1, orders + 1):
         order = f"order-{i}"
@@ -198,8 +234,13 @@ def payments(
 
 
 def charge(msg: Message, ctx: Context) -> None:
-    """The payment scenario's plain handler: charge the card, nothing else (not idempotent)."""
-    ctx.effect("charge", order=msg.payload["order"], amount=msg.payload["amount"])
+    """The payment scenario's plain handler: charge the card, nothing else (not idempotent).
+
+    The charge is a call to the payment provider (``ctx.call``): it happens when the handler
+    runs and no transaction of the consumer can take it back; it sends no idempotency key, so
+    the provider charges every call it gets.
+    """
+    ctx.call("charge", order=msg.payload["order"], amount=msg.payload["amount"])
 
 
 def payment_summary(b: Broker) -> dict[str, int]:
@@ -228,3 +269,75 @@ def payment_summary(b: Broker) -> dict[str, int]:
         "redeliveries": stats["redeliveries"],
         "dead_lettered": stats["dead_lettered"],
     }
+
+
+#: The faults of the preset table: the payment faults, and a message whose handler always fails.
+PRESET_FAULTS = (*FAULTS[1:], "poison message")
+#: How long the preset table's slow consumer takes beyond its usual 1: a minute (a hung call).
+PRESET_SLOW_BY = 60.0
+
+
+def preset_run(like: str, fault: str, seed: int = 0) -> Broker | str:
+    """One cell of :func:`preset_table`: the payment scenario on a queue declared ``like=``.
+
+    ``"poison message"`` is order-2 whose handler raises on every delivery. Returns the
+    finished broker, or ``"never settles"`` when a copy would be redelivered forever.
+    """
+    if fault not in PRESET_FAULTS:
+        raise one_of("preset_run: fault", fault, PRESET_FAULTS)
+    if fault != "poison message":
+        return payments("at-least-once", fault, seed, like=like, slow_by=PRESET_SLOW_BY)
+
+    def poisoned(msg: Message, ctx: Context) -> None:
+        if msg.key == "order-2":
+            raise ValueError("card number unreadable")
+        charge(msg, ctx)
+
+    try:
+        return payments("at-least-once", "none", seed, like=like, handler=poisoned)
+    except EvbrokerError:
+        return "never settles"
+
+
+def preset_verdict(b: Broker | str) -> str:
+    """A :func:`preset_run` in a few words: what happened to the money, how soon a copy came back.
+
+    ``"1 twice, back +30"``: one order charged twice, the copy redelivered 30 after it was sent;
+    ``"ok, back +0"``: nothing lost, nothing doubled, the copy requeued at once;
+    ``"dead letter at 20"``: set aside after 20 deliveries; ``"forever"``: never settles.
+    """
+    if isinstance(b, str):
+        return "forever"
+    s = payment_summary(b)
+    if s["dead_lettered"]:
+        return f"dead letter at {max(e.attempt for e in b.trace.where(kind='dead-letter'))}"
+    parts = []
+    if s["never_charged"]:
+        parts.append(f"{s['never_charged']} lost")
+    if s["charged_twice"]:
+        parts.append(f"{s['charged_twice']} twice")
+    back = b.trace.where(kind="redeliver")
+    if back:
+        sent = b.trace.where(kind="deliver", msg=back[0].msg)[0].time
+        parts.append(f"back +{back[0].time - sent:g}")
+    if not parts or parts[0].startswith("back"):
+        parts.insert(0, "ok")
+    return ", ".join(parts)
+
+
+def preset_table(seed: int = 0) -> str:
+    """Every fault under every broker preset, at-least-once: a plain-text table to check the docs by.
+
+    Each cell (see :func:`preset_verdict`) says what happened to the four orders (``ok``,
+    ``1 twice``: one charged twice, ...) and how long after the delivery the broker took the
+    copy back (``back +1``: requeued as the consumer's connection dropped; ``back +30``: only
+    once the timeout ran out); ``forever``: a poison message is redelivered without end.
+    """
+    presets = list(PRESETS)
+    width = max(len(f) for f in PRESET_FAULTS) + 2
+    cells = {(f, p): preset_verdict(preset_run(p, f, seed)) for f in PRESET_FAULTS for p in presets}
+    col = max(max(len(c) for c in cells.values()), *(len(p) for p in presets)) + 2
+    lines = [f"{'fault':{width}}" + "".join(f"{p:{col}}" for p in presets).rstrip()]
+    for f in PRESET_FAULTS:
+        lines.append(f"{f:{width}}" + "".join(f"{cells[f, p]:{col}}" for p in presets).rstrip())
+    return "\n".join(lines)

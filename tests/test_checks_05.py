@@ -61,6 +61,7 @@ def replay_of(message):
         ("05-payment-handler", "charge_card"),
         ("05-fix-shipping", "ship"),
         ("05-idempotent-refund", "refund"),
+        ("05-provider-charge", "charge_at_provider"),
     ],
 )
 def test_the_solution_gets_full_points(solution, check_id, name):
@@ -68,16 +69,19 @@ def test_the_solution_gets_full_points(solution, check_id, name):
     assert result.passed and result.points == result.max_points
 
 
-def test_the_points_add_up_to_ten():
+def test_the_points_add_up_to_twelve():
     assert [(c.id, c.points) for c in eb.grading.registered("05")] == [
         ("05-predict-charges", 2),
         ("05-payment-handler", 3),
         ("05-fix-shipping", 3),
         ("05-idempotent-refund", 2),
+        ("05-provider-charge", 2),
     ]
 
 
-@pytest.mark.parametrize("check_id", ["05-payment-handler", "05-fix-shipping", "05-idempotent-refund"])
+@pytest.mark.parametrize(
+    "check_id", ["05-payment-handler", "05-fix-shipping", "05-idempotent-refund", "05-provider-charge"]
+)
 def test_a_stub_handler_is_not_answered_rather_than_wrong(check_id):
     def stub(msg, ctx):
         # YOUR CODE HERE
@@ -361,3 +365,66 @@ def test_replay_names_the_checks_and_faults_it_knows(solution):
 @pytest.mark.slow
 def test_the_shipped_exercise_fails_only_where_answers_are_missing():
     assert_shipped_exercise_fails_only_for_missing_answers(EXERCISE)
+
+
+# ---------------------------------------------------------------------------- 05-provider-charge
+
+
+def calling(key=None, *, remember=False):
+    """A provider charge whose idempotency key is ``key(msg)`` (None: no key); ``remember`` adds
+    question 2's dedupe record around it, which cannot take back a call already made."""
+
+    def charge_at_provider(msg, ctx):
+        if remember and ctx.seen(by_payment(msg)):
+            return
+        ctx.call(
+            "charge",
+            idempotency_key=key(msg) if key else None,
+            order=msg.key,
+            installment=msg.payload["installment"],
+            amount=msg.payload["amount"],
+        )
+        if remember:
+            ctx.remember(by_payment(msg))
+
+    return charge_at_provider
+
+
+PROVIDER_WRONG = {
+    # exactly-once processing alone: a crash after the call, before the commit, calls again
+    "no key": (calling(), ["was charged twice", "no idempotency key"]),
+    # the database record does not cover the outside call either
+    "no key, a dedupe record": (calling(remember=True), ["was charged twice", "no idempotency key"]),
+    # a producer retry has a new message id
+    "key = message id": (calling(lambda m: m.id), ["was charged twice"]),
+    # too broad: the provider drops the second installment as a repeat
+    "key = order only": (calling(lambda m: m.key), ["installment 2 was never charged"]),
+    # question 2's answer: a database write, not a call to the provider
+    "ctx.effect": (charging(by_payment), ["ctx.effect", "payment provider"]),
+}
+
+
+@pytest.mark.parametrize("case", PROVIDER_WRONG, ids=str)
+def test_a_provider_charge_that_charges_twice_or_never_is_rejected(case):
+    answer, phrases = PROVIDER_WRONG[case]
+    message = rejected("05-provider-charge", answer)
+    for phrase in phrases:
+        assert phrase in message, message
+    assert "To watch it: b = ex05.replay('05-provider-charge', charge_at_provider, seed=" in message
+
+
+def test_without_a_key_a_crash_after_the_call_charges_twice_under_exactly_once():
+    """The fault that defeats a keyless call: the call happened, the commit did not."""
+    caught = 0
+    for seed in ex05.SEEDS:
+        b = ex05.replay("05-provider-charge", calling(), seed=seed, fault="crashes during processing")
+        done = Counter((e["order"], e["installment"]) for e in b.effects("charge"))
+        caught += any(n > 1 for n in done.values())
+        assert all(e.kind == "call" for e in b.effects("charge"))
+    assert caught >= len(ex05.SEEDS) // 2
+
+
+def test_with_the_key_the_provider_drops_every_repeat(solution):
+    b = ex05.replay("05-provider-charge", solution["charge_at_provider"], seed=0, fault="crashes during processing")
+    assert b.trace.where(kind="call-deduped")
+    assert len(b.effects("charge")) == len(ex05.installments(0))

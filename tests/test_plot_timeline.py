@@ -39,6 +39,14 @@ def kinds_zoo():
     b.publish("nobody.listens", {"x": 1})
     b.run()
     runs.append(b)
+    # an AMQP-like queue whose consumer dies, and an outside call repeated with its key
+    b = eb.Broker(seed=0)
+    b.queue("cards", crash_detection="disconnect")
+    crash = eb.Faults(crash_before_ack=lambda m: m.attempt == 1)
+    b.worker("cards", lambda m, c: (c.call("charge", idempotency_key=m.key), c.effect("receipt")), faults=crash)
+    b.publish("cards", {"order": 1}, key="order-1")
+    b.run()
+    runs.append(b)
     return runs
 
 

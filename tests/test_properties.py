@@ -8,7 +8,11 @@ Each property is a promise a guarantee makes:
 - exactly-once: every copy's effects happen exactly once;
 - with no faults: a queue hands each copy to exactly one worker, a worker holds one copy at
   a time, and pub/sub gives every bound queue every message;
-- the same seed gives the same trace, and a run cut in two with ``until`` is the same run.
+- the same seed gives the same trace, and a run cut in two with ``until`` is the same run;
+- whatever the crash detection (``"timeout"``, ``"disconnect"``) and the workers' prefetch
+  (1, 2, no limit), at-least-once loses nothing and exactly-once processing applies every
+  copy's database writes once;
+- an outside call that carries an idempotency key takes effect once per key under any fault.
 
 The expected copies come from the set-up itself (which queue is bound to which topic), not
 from the broker's routing, so a routing bug cannot hide behind its own output.
@@ -44,15 +48,39 @@ class Setup:
     publishes: tuple[tuple[str, float, int], ...]  # destination, at, payload
     lose_confirm: float
 
-    def build(self, guarantee: str, max_deliveries: int | None = None) -> eb.Broker:
+    def build(
+        self,
+        guarantee: str,
+        max_deliveries: int | None = None,
+        *,
+        crash_detection: str = "timeout",
+        prefetch: int | None = 1,
+        handler=None,
+    ) -> eb.Broker:
         b = eb.Broker(seed=self.seed, settle_limit=1000)
         for t in self.topics:
             b.topic(t)
+        detection = {} if guarantee == "at-most-once" else {"crash_detection": crash_detection}
         for (name, bind, workers, service, timeout), probs in zip(self.queues, self.faults, strict=True):
-            b.queue(name, bind=list(bind), guarantee=guarantee, ack_timeout=timeout, max_deliveries=max_deliveries)
+            b.queue(
+                name,
+                bind=list(bind),
+                guarantee=guarantee,
+                ack_timeout=timeout,
+                max_deliveries=max_deliveries,
+                **detection,
+            )
             faults = eb.Faults(**dict(zip(FAULTS, probs[:-1], strict=True)), slow_by=probs[-1])
             took = varying if service == "varies" else service
-            b.worker(name, record, count=workers, service_time=took, faults=faults, restart_after=1.0)
+            b.worker(
+                name,
+                handler or record,
+                count=workers,
+                service_time=took,
+                faults=faults,
+                restart_after=1.0,
+                prefetch=prefetch,
+            )
         producer = eb.Faults(lose_confirm=self.lose_confirm, retry_after=0.5)
         for dest, at, payload in self.publishes:
             b.publish(dest, payload, at=at, key=f"k{payload}", faults=producer)
@@ -188,3 +216,39 @@ def test_a_run_cut_in_two_is_the_same_run(setup, guarantee, cut):
     halves.run()
     assert halves.trace.to_records() == whole.trace.to_records()
     assert halves.now == max(whole.now, cut)
+
+
+DETECTIONS = st.sampled_from(["timeout", "disconnect"])
+PREFETCHES = st.sampled_from([1, 2, None])
+
+
+@given(setups(), DETECTIONS, PREFETCHES)
+def test_at_least_once_loses_nothing_whatever_the_crash_detection_and_prefetch(setup, detection, prefetch):
+    b = setup.build("at-least-once", crash_detection=detection, prefetch=prefetch)
+    b.run()
+    assert set(routed_copies(setup, b)) <= set(processed(b))
+    assert all(b.stats(q[0])["pending"] == 0 and b.stats(q[0])["lost"] == 0 for q in setup.queues)
+
+
+@given(setups(), DETECTIONS, PREFETCHES)
+def test_exactly_once_processing_holds_whatever_the_crash_detection_and_prefetch(setup, detection, prefetch):
+    b = setup.build("exactly-once", crash_detection=detection, prefetch=prefetch)
+    b.run()
+    assert processed(b) == routed_copies(setup, b)
+
+
+def pay_with_key(msg, ctx):
+    """An outside call keyed by the business key, which a producer retry keeps."""
+    ctx.call("payments", idempotency_key=(msg.queue, msg.key))
+
+
+@given(setups(), st.sampled_from(["at-least-once", "exactly-once"]), DETECTIONS, PREFETCHES)
+def test_an_outside_call_with_an_idempotency_key_takes_effect_once_under_any_fault(
+    setup, guarantee, detection, prefetch
+):
+    b = setup.build(guarantee, crash_detection=detection, prefetch=prefetch, handler=pay_with_key)
+    b.run()
+    wanted = Counter((q, f"k{payload}") for dest, _, payload in setup.publishes for q in setup.bound(dest))
+    calls = Counter(e.idempotency_key for e in b.effects("payments"))
+    assert calls == Counter(dict.fromkeys(wanted, 1))
+    assert all(e.kind == "call" for e in b.effects("payments"))

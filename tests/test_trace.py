@@ -178,6 +178,8 @@ def test_every_kind_the_broker_records_is_documented():
     )
     b.worker("q", lambda m, c: c.effect("x") if m.payload % 7 else 1 / 0, count=2, faults=faults)
     b.worker("once", lambda m, c: c.effect("y"), faults=faults)
+    b.queue("amqp", bind="t", crash_detection="disconnect", ack_timeout=1.5)
+    b.worker("amqp", lambda m, c: c.call("payments", idempotency_key=m.payload % 5), faults=faults)
     b.worker("fire", lambda m, c: None, faults=faults)
     b.worker("dlq", lambda m, c: None)
     for i in range(60):

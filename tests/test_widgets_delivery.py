@@ -35,12 +35,20 @@ def test_at_least_once_and_a_crash_before_ack_charges_twice(w):
     assert "charged more than once: order-2" in w.summary_html.value
 
 
-@pytest.mark.parametrize("fault", ["crash before processing", "crash before ack", "lost ack", "slow consumer"])
+@pytest.mark.parametrize("fault", ["crash before processing", "crash before ack", "lost ack"])
 def test_exactly_once_neither_loses_nor_charges_twice(w, fault):
     w.guarantee.value = "exactly-once"
     w.fault.value = fault
     assert charges_per_order(w.result) == {f"order-{n}": 1 for n in range(1, 5)}
     assert "every order charged exactly once" in w.summary_html.value
+
+
+def test_exactly_once_processing_cannot_take_back_a_card_charge_made_twice_at_once(w):
+    """The slow worker and its redelivery both call the provider before either commits."""
+    w.guarantee.value = "exactly-once"
+    w.fault.value = "slow consumer"
+    assert charges_per_order(w.result)["order-2"] == 2
+    assert len(w.result.trace.where(kind="dedup")) == 1  # its database writes were rolled back
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +132,8 @@ def test_text_fallback_names_controls_and_numbers(w):
     bundle = w._repr_mimebundle_()
     assert "application/vnd.jupyter.widget-view+json" in bundle
     assert bundle["text/plain"].startswith(
-        "DeliveryExplorer(guarantee='at-least-once', fault='crash before ack', seed=0): orders 4, charges 5"
+        "DeliveryExplorer(guarantee='at-least-once', fault='crash before ack', seed=0, broker=None): "
+        "orders 4, charges 5"
     )
 
 
@@ -134,3 +143,24 @@ def test_controls_are_built_once_and_kept(w):
     w.fault.value = "lost ack"
     assert w.children == children and (w.guarantee, w.fault, w.seed) == controls
     assert len(w.figure.axes) == 1  # one axes, redrawn in place
+
+
+def test_the_broker_dropdown_runs_the_scenario_on_a_preset(w):
+    """RabbitMQ requeues a crashed consumer's payment at once; SQS waits out its 30 s timeout."""
+    w.fault.value = "crash before ack"
+    w.broker.value = "rabbitmq"
+    crash = w.result.trace.where(kind="crash")[0].time
+    assert [e.kind for e in w.result.trace.where(kind="requeue")] == ["requeue"]
+    assert w.result.trace.where(kind="redeliver")[0].time == crash
+    assert "like rabbitmq" in w.figure.axes[0].get_title(loc="left")
+    w.broker.value = "sqs"
+    assert w.result.trace.where(kind="redeliver")[0].time == crash + 29.0  # delivered at 0.5, visible again at 30.5
+    assert charges_per_order(w.result)["order-2"] == 2
+    w.broker.value = None
+    assert w.result.trace.where(kind="timeout")[0].time == 3.5
+
+
+def test_the_exactly_once_story_names_processing_not_delivery(w):
+    w.guarantee.value = "exactly-once"
+    assert "exactly-once processing: at-least-once delivery" in w.summary_html.value
+    assert "idempotency key" in w.summary_html.value

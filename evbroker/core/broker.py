@@ -14,8 +14,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from evbroker.core.dispatch import UNSET, push_dispatch
 from evbroker.core.faults import NO_FAULTS, Faults
 from evbroker.core.message import Context, Effect, Message
+from evbroker.core.outside import CALL, CALL_DEDUPED, OutsideSystems
+from evbroker.core.presets import check_crash_detection, check_prefetch, get_preset
 from evbroker.core.scheduler import COMPLETE, PUBLISH, RESTART, SKIP, TIMEOUT, Entry, Scheduler
 from evbroker.core.trace import Trace
 from evbroker.errors import EvbrokerError, check_positive, did_you_mean, one_of
@@ -62,6 +65,7 @@ class _Copy:
     awaiting: int = 0  # the attempt whose ack the broker is waiting for; 0: none in flight
     last_failure: str = ""
     duration: float = 0.0  # how long the latest delivery's processing takes
+    holder: Any = None  # the worker the latest delivery went to
 
 
 @dataclass(slots=True)
@@ -94,6 +98,9 @@ class _Queue:
     dead_lettered: int = 0
     acked: int = 0
     redeliveries: int = 0
+    crash_detection: str = "timeout"  # or "disconnect": a dead consumer's unacked copies come back at once
+    default_prefetch: int | None = 1  # what workers get without prefetch= (a preset may change it)
+    push: bool = False  # some worker has prefetch != 1: push dispatch (see dispatch.py)
 
 
 @dataclass(slots=True)
@@ -112,6 +119,8 @@ class _Worker:
     done: Entry | None = None  # its scheduled completion, cancelled if the worker dies first
     midway: Entry | None = None  # a scheduled crash during processing
     restart: Entry | None = None  # its scheduled restart after a crash
+    prefetch: int | None = 1  # unacked copies it may hold; None: no limit
+    backlog: deque = field(default_factory=deque)  # pushed copies waiting for it: (copy, attempt, msg)
 
 
 class Broker:
@@ -159,6 +168,7 @@ class Broker:
         self._on_complete = self._complete
         self._on_deadline = self._deadline
         self._effects: list[Effect] = []
+        self._outside = OutsideSystems()
         self._next_id = 0
 
     # ------------------------------------------------------------------ set-up
@@ -201,11 +211,13 @@ class Broker:
         bind: str | Iterable[str] | None = None,
         *,
         guarantee: str = "at-least-once",
-        ack_timeout: float = 5.0,
-        max_deliveries: int | None = None,
+        ack_timeout: float = UNSET(5.0),
+        max_deliveries: int | None = UNSET(None),
         dead_letter: str | None = None,
         retry_delay: float = 0.0,
         retry_backoff: float = 1.0,
+        crash_detection: str = UNSET("timeout"),
+        like: str | None = None,
     ) -> None:
         """Declare a queue: each copy in it goes to exactly one of its workers.
 
@@ -213,8 +225,10 @@ class Broker:
           published there. A queue can also be published to directly by name.
         - ``guarantee``: "at-most-once" (auto-ack: the broker forgets a copy once sent),
           "at-least-once" (manual ack after processing, like RabbitMQ ``basic.ack`` or SQS
-          ``DeleteMessage``), "exactly-once" (at-least-once plus a dedupe store of message
-          ids committed with the handler's effects).
+          ``DeleteMessage``), "exactly-once" (exactly-once *processing*: at-least-once delivery
+          plus a dedupe record of message ids that the consumer writes in the same transaction
+          as its own database writes, ``ctx.effect``; an outside call, ``ctx.call``, is not in
+          that transaction and needs an idempotency key).
         - ``ack_timeout``: how long the broker waits for an ack before it redelivers (SQS's
           visibility timeout, RabbitMQ's consumer timeout, Kafka's ``max.poll.interval.ms``).
         - ``max_deliveries``: after this many failed deliveries the copy is dead-lettered
@@ -223,10 +237,36 @@ class Broker:
           they are kept aside and listed by :meth:`dead_letters`.
         - ``retry_delay`` / ``retry_backoff``: wait before a failed copy goes back to the head
           of the queue: ``retry_delay * retry_backoff ** (n - 1)`` before the n-th redelivery.
+        - ``crash_detection``: how the queue notices a dead consumer. ``"timeout"`` (default):
+          only when ``ack_timeout`` runs out, as SQS (visibility timeout) and Redis Streams
+          (idle pending entries) do; a consumer that is alive but slow looks exactly like a dead
+          one. ``"disconnect"``: its unacked copies are requeued as soon as its connection
+          drops, as AMQP brokers (RabbitMQ) do when a consumer process dies; ``ack_timeout``
+          (RabbitMQ's ``consumer_timeout``) is then only for consumers that hang.
+        - ``like``: a preset of a real broker's documented defaults, ``"rabbitmq"``,
+          ``"rabbitmq-quorum"``, ``"sqs"`` or ``"redis-streams"`` (see
+          :mod:`evbroker.core.presets` for each value and its source); it sets
+          ``crash_detection``, ``ack_timeout``, ``max_deliveries`` and the workers' default
+          ``prefetch``. Arguments you pass yourself win over the preset.
         """
         self._check_new_name(name, "queue")
         if guarantee not in GUARANTEES:
             raise one_of("guarantee", guarantee, GUARANTEES)
+        preset = None if like is None else get_preset(like)
+        detection_given = not isinstance(crash_detection, UNSET)
+        if guarantee == "at-most-once" and detection_given:
+            raise EvbrokerError(
+                f"queue {name!r}: crash_detection={crash_detection!r} means nothing under at-most-once: the "
+                "broker forgets a copy once it is sent, so it never waits to notice a dead consumer and never "
+                "redelivers. Drop crash_detection=, or use guarantee='at-least-once'"
+            )
+        if isinstance(ack_timeout, UNSET):
+            ack_timeout = preset.ack_timeout if preset else ack_timeout.value
+        if isinstance(max_deliveries, UNSET):
+            max_deliveries = preset.max_deliveries if preset else max_deliveries.value
+        if not detection_given:
+            crash_detection = preset.crash_detection if preset else crash_detection.value
+        crash_detection = check_crash_detection(name, crash_detection)
         check_positive(
             f"queue {name!r}: ack_timeout",
             ack_timeout,
@@ -269,6 +309,9 @@ class Broker:
         q = _Queue(
             name, guarantee, float(ack_timeout), max_deliveries, dead_letter, float(retry_delay), float(retry_backoff)
         )
+        q.crash_detection = crash_detection
+        if preset is not None and guarantee != "at-most-once":
+            q.default_prefetch = preset.prefetch
         self._queues[name] = q
         self._actors[name] = "queue"
         for t in dict.fromkeys(topics):
@@ -291,14 +334,33 @@ class Broker:
         service_time: float | Callable[[Message], float] = 1.0,
         faults: Faults | None = None,
         restart_after: float = 2.0,
+        prefetch: int | None = UNSET(1),
     ) -> list[str]:
         """Start ``count`` competing consumers on ``queue``; returns their names.
 
-        Each worker takes one copy at a time (RabbitMQ ``prefetch_count=1``); free workers
-        take turns in registration order. Default names are ``"<queue>-1"``, ``"<queue>-2"``...
-        A worker that crashes comes back ``restart_after`` later, like a restarted pod.
+        By default each worker takes one copy at a time (RabbitMQ ``prefetch_count=1``, fair
+        dispatch); free workers take turns in registration order. Default names are
+        ``"<queue>-1"``, ``"<queue>-2"``... A worker that crashes comes back ``restart_after``
+        later, like a restarted pod.
+
+        ``prefetch`` is how many unacked copies a worker may hold: ``1`` (fair dispatch: a copy
+        goes only to a free worker), ``n`` or ``None`` (no limit: RabbitMQ's default without
+        ``basic.qos``): copies are pushed round-robin as they arrive and wait in the worker's
+        own buffer, so a slow worker builds a backlog while the others idle. The default is 1,
+        or the queue preset's (``like="rabbitmq"`` has no limit). At-most-once auto-acks, so
+        there is nothing for a prefetch to limit (RabbitMQ ignores it for auto-ack consumers).
         """
         q = self._get_queue(queue, "worker")
+        if isinstance(prefetch, UNSET):
+            prefetch = q.default_prefetch
+        else:
+            prefetch = check_prefetch(f"worker {queue!r}", prefetch)
+            if q.guarantee == "at-most-once" and prefetch != 1:
+                raise EvbrokerError(
+                    f"worker {queue!r}: prefetch={prefetch!r} means nothing on an at-most-once queue: prefetch "
+                    "limits unacked copies, and at-most-once acks each copy as it is sent (RabbitMQ ignores "
+                    "basic.qos for auto-ack consumers). Drop prefetch=, or use guarantee='at-least-once'"
+                )
         if isinstance(count, bool) or not isinstance(count, int) or count < 1:
             raise EvbrokerError(f"worker {queue!r}: count must be a whole number >= 1 (got {count!r})")
         _check_handler(handler, f"worker {queue!r}")
@@ -329,6 +391,9 @@ class Broker:
             self._worker_counts[base] = first + count - 1
         for wname in names:
             w = _Worker(wname, q, handler, service_time, faults, float(restart_after))
+            w.prefetch = prefetch
+            if prefetch != 1:
+                q.push = True
             if not callable(service_time):
                 w.takes = f"takes {service_time:g}"
             self._workers[wname] = w
@@ -458,13 +523,16 @@ class Broker:
     def _enqueue(self, mid: str, payload: Any, key: Any, topic: str, q: _Queue) -> None:
         q.copies += 1
         q.ready.append(_Copy(mid, payload, key, topic, q))
-        if q.free:
+        if q.free or q.push:
             self._dispatch(q)
 
     # ------------------------------------------------------------------ delivery
 
     def _dispatch(self, q: _Queue) -> None:
         """Hand ready copies to free workers: FIFO, prefetch 1, round robin among free workers."""
+        if q.push:  # a worker with prefetch != 1: copies are pushed to workers that have room
+            push_dispatch(self, q)
+            return
         workers = q.workers
         n = len(workers)
         ready = q.ready
@@ -494,6 +562,7 @@ class Broker:
         now = clock.now
         c.attempt = attempt = c.attempt + 1
         c.duration = 0.0
+        c.holder = w
         q.deliveries += 1
         msg = _new(Message, (c.id, c.payload, c.key, c.topic, q.name, attempt))
         events.append((now, "deliver", q.name, c.id, attempt, "", w.name, q.name, None))
@@ -512,12 +581,26 @@ class Broker:
                 )
                 if at_most_once:
                     self._lose(c, "delivery lost")
+                elif q.crash_detection == "disconnect":
+                    self._requeue_soon(c, attempt, "the connection dropped with the delivery on it")
                 return
             if f.crash_before_process and self._draw(f.crash_before_process, msg):
                 self._crash(w, "before processing", c, attempt)
                 if at_most_once:
                     self._lose(c, "worker crashed before processing")
                 return
+        if w.state != "idle":  # pushed to a busy worker (prefetch > 1): it waits in the worker's buffer
+            w.backlog.append((c, attempt, msg))
+            return
+        self._process(c, w, attempt, msg)
+
+    def _process(self, c: _Copy, w: _Worker, attempt: int, msg: Message) -> None:
+        """The worker starts on a copy it was given: dedupe check, then the handler."""
+        q = c.queue
+        clock = self._clock
+        events = self._events
+        now = clock.now
+        f = w.faults
         if q.guarantee == "exactly-once" and c.id in q.ids:
             events.append(
                 _row(
@@ -526,7 +609,8 @@ class Broker:
                     w.name,
                     c.id,
                     attempt,
-                    "already processed: acked without running the handler",
+                    "already processed (its dedupe record was committed with its work): "
+                    "acked without running the handler",
                     None,
                     q.name,
                 )
@@ -555,6 +639,8 @@ class Broker:
             detail = w.takes if duration is w.service_time else f"takes {duration:g}"
         c.duration = duration
         events.append((now, "process", w.name, c.id, attempt, detail, None, q.name, None))
+        if ctx.calls:  # outside calls the handler made: they happened now, whatever comes next
+            events.extend(ctx.calls)
         if f is not NO_FAULTS and f.crash_during_process and self._draw(f.crash_during_process, msg):
             w.midway = clock.at(now + duration / 2, COMPLETE, self._crash_midway, w, c, attempt)
         w.done = clock.at(now + duration, COMPLETE, self._on_complete, w, c, attempt, msg, ctx, error)
@@ -586,6 +672,8 @@ class Broker:
             elif c.awaiting == attempt:  # a nack: no need to wait for the timeout
                 self._settle(c)
                 self._fail(c, reason)
+            if w.backlog:
+                self._take_backlog(w)
             self._dispatch(q)
             return
         self._commit(w, c, attempt, ctx)
@@ -607,6 +695,8 @@ class Broker:
                         q.name,
                     )
                 )
+                if q.crash_detection == "disconnect":  # over AMQP only a broken connection loses an ack
+                    self._requeue_soon(c, attempt, "the connection dropped with the ack on it")
             else:
                 self._ack(c, w, attempt)
         if ctx.remembered:
@@ -618,6 +708,8 @@ class Broker:
         w.state = "idle"
         q.free += 1
         w.current = None
+        if w.backlog:
+            self._take_backlog(w)
         if q.ready:
             self._dispatch(q)
 
@@ -638,9 +730,10 @@ class Broker:
                     conflict = f"key {key!r} was already recorded"
                     break
         if conflict:
-            events.append(
-                _row(now, "dedup", w.name, c.id, attempt, f"{conflict}: rolled back, nothing applied", None, q.name)
-            )
+            rolled = f"{conflict}: rolled back, nothing applied"
+            if ctx.calls:
+                rolled += " (but its outside calls had already happened: a call is never rolled back)"
+            events.append(_row(now, "dedup", w.name, c.id, attempt, rolled, None, q.name))
             return
         for name, data in ctx.effects:
             self._effects.append(Effect(now, name, w.name, q.name, c.id, attempt, c.key, data))
@@ -788,6 +881,55 @@ class Broker:
         w.done = w.midway = None
         self._events.append(_row(now, "crash", w.name, c.id if c else None, attempt, why, None, w.queue.name))
         w.restart = self._clock.at(now + w.restart_after, RESTART, self._restart, w)
+        w.backlog.clear()  # copies pushed to it and not started die with the process
+        if w.queue.crash_detection == "disconnect":
+            self._disconnect(w)
+
+    def _disconnect(self, w: _Worker) -> None:
+        """The worker's connection closed: every copy it holds unacked goes back at once (AMQP)."""
+        for _, _, c, attempt in w.queue.deadlines:
+            if c.holder is w and c.awaiting == attempt:
+                self._requeue_soon(c, attempt, "its consumer's connection closed")
+
+    def _requeue_soon(self, c: _Copy, attempt: int, reason: str) -> None:
+        """Requeue this delivery at this instant, once the current step is done (never re-entrantly)."""
+        self._clock.at(self._clock.now, TIMEOUT, self._requeue, c, attempt, reason)
+
+    def _requeue(self, c: _Copy, attempt: int, reason: str) -> None:
+        if c.awaiting != attempt:  # acked or timed out meanwhile
+            return
+        q = c.queue
+        self._settle(c)
+        detail = f"{reason}: requeued at once, no need to wait for ack_timeout"
+        self._events.append(_row(self._clock.now, "requeue", q.name, c.id, attempt, detail, None, q.name))
+        self._fail(c, reason)
+
+    def _take_backlog(self, w: _Worker) -> None:
+        """A worker with prefetch > 1 became idle: it starts on the copies waiting in its buffer."""
+        backlog = w.backlog
+        while backlog and w.state == "idle":
+            c, attempt, msg = backlog.popleft()
+            self._process(c, w, attempt, msg)
+
+    def _outside_call(self, ctx: Context, system: str, key: Any, data: dict) -> bool:
+        """A handler calls an outside system now: it takes effect unless the system has seen ``key``."""
+        msg = ctx.msg
+        now = self._clock.now
+        shown = {**data, "idempotency_key": key} if key is not None else data
+        if self._outside.seen(system, key):
+            detail = f"{system}: idempotency key {key!r} seen before, so nothing happened"
+            ctx.calls.append(
+                (now, CALL_DEDUPED, ctx.worker, msg.id, msg.attempt, detail, None, msg.queue, {"name": system, **shown})
+            )
+            return False
+        self._outside.record(system, key)
+        self._effects.append(
+            Effect(now, system, ctx.worker, msg.queue, msg.id, msg.attempt, msg.key, dict(data), CALL, key)
+        )
+        detail = _effect_detail(system, shown) + ": happened now, never rolled back"
+        row = (now, CALL, ctx.worker, msg.id, msg.attempt, detail, None, msg.queue, {"name": system, **shown})
+        ctx.calls.append(row)
+        return True
 
     def _crash_midway(self, w: _Worker, c: _Copy, attempt: int) -> None:
         w.midway = None
@@ -871,7 +1013,13 @@ class Broker:
         }
 
     def effects(self, name: str | None = None) -> list[Effect]:
-        """Side effects recorded by handlers (all, or those called ``name``), in commit order."""
+        """Side effects that took effect (all, or those called ``name``), in the order they did.
+
+        Database writes (``ctx.effect``) count when their work commits; outside calls
+        (``ctx.call``, ``Effect.kind == "call"``) count when the handler makes them, unless the
+        outside system dropped a repeat of an idempotency key it had seen. ``name`` may be an
+        effect name or an outside system's name.
+        """
         if name is None:
             return list(self._effects)
         return [e for e in self._effects if e.name == name]

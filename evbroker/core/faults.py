@@ -40,9 +40,12 @@ class Faults:
       any plain Python write it made has happened) but its effects are never committed.
     - ``crash_before_ack``: the work is done and committed, then the worker dies before the
       ack leaves. The broker cannot know the work happened (RabbitMQ requeues an unacked
-      message when the channel closes; SQS makes it visible again after its timeout).
-    - ``lose_ack``: the ack is sent and lost on the way back.
-    - ``lose_delivery``: the copy never reaches the worker.
+      message when the channel closes; SQS makes it visible again after its timeout: the
+      queue's ``crash_detection``, ``"disconnect"`` or ``"timeout"``).
+    - ``lose_ack``: the ack is sent and lost on the way back. On a ``"disconnect"`` queue that
+      is a dropped connection (TCP does not lose an ack on a live one): requeued at once.
+    - ``lose_delivery``: the copy never reaches the worker (on a ``"disconnect"`` queue, a
+      dropped connection: requeued at once).
     - ``slow`` / ``slow_by``: processing takes ``slow_by`` longer than usual; past the ack
       timeout the broker takes the slow worker for a dead one and redelivers.
     - ``lose_confirm`` / ``retry_after``: a publish reaches the broker but its confirmation

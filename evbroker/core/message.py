@@ -6,6 +6,7 @@ import random
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from evbroker.core.outside import check_call
 from evbroker.errors import EvbrokerError, one_of
 
 if TYPE_CHECKING:
@@ -33,7 +34,12 @@ class Message(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class Effect:
-    """A side effect a handler recorded with ``ctx.effect(name, **data)`` (a charge, an email)."""
+    """A side effect that took effect: a database write or an outside call.
+
+    ``kind`` is ``"effect"`` for a write to the consumer's own database (``ctx.effect``,
+    committed with the work) or ``"call"`` for a call to an outside system (``ctx.call``, made
+    when the handler ran; ``name`` is then the system and ``idempotency_key`` the key sent).
+    """
 
     time: float
     name: str
@@ -43,6 +49,8 @@ class Effect:
     attempt: int
     key: Any
     data: dict = field(default_factory=dict)
+    kind: str = "effect"
+    idempotency_key: Any = None
 
     def __getitem__(self, item: str) -> Any:
         return self.data[item]
@@ -55,9 +63,11 @@ class Context:
     processing completes (``service_time`` later): a worker that crashes before then leaves
     no trace of its work. That is the "transaction" of a real consumer: its database writes
     and its outbox commit together, or not at all.
+
+    Outside calls (``ctx.call``) are not in that transaction: they happen when made.
     """
 
-    __slots__ = ("msg", "worker", "queue", "now", "rng", "_broker", "effects", "publications", "remembered")
+    __slots__ = ("msg", "worker", "queue", "now", "rng", "_broker", "effects", "publications", "remembered", "calls")
 
     def __init__(self, broker: Broker, msg: Message, worker: str, now: float) -> None:
         self.msg = msg
@@ -69,12 +79,25 @@ class Context:
         self.effects: list[tuple[str, dict]] = []
         self.publications: list[tuple[str, Any, Any]] = []
         self.remembered: list[tuple[Any, str]] = []
+        self.calls: list[tuple] = []  # trace rows of the outside calls made so far
 
     def effect(self, name: str, **data: Any) -> None:
         """Record a side effect (``ctx.effect("charge", amount=10)``), applied when processing completes."""
         if not isinstance(name, str) or not name:
             raise EvbrokerError(f"ctx.effect needs a non-empty name such as 'charge' (got {name!r})")
         self.effects.append((name, data))
+
+    def call(self, system: str, idempotency_key: Any = None, **data: Any) -> bool:
+        """Call an outside system now (``ctx.call("payments", idempotency_key=order, amount=10)``).
+
+        Unlike ``ctx.effect``, the call happens the moment the handler makes it and is never
+        rolled back: a crash later, a duplicate delivery, or exactly-once processing rolling
+        this work back leaves it done. The outside system drops a repeat of an
+        ``idempotency_key`` it has already seen, as payment APIs do; without a key every call
+        takes effect. Returns True if this call took effect, False if it was a repeat.
+        """
+        check_call(system, idempotency_key)
+        return self._broker._outside_call(self, system, idempotency_key, data)
 
     def publish(self, dest: str, payload: Any, key: Any = None) -> None:
         """Publish a new message to a topic or queue when processing completes (an outbox)."""

@@ -52,7 +52,12 @@ STORY_ROWS = 30
 
 
 def charge(msg: eb.Message, ctx: eb.Context) -> None:
-    """The payments worker of this exercise: charge the card, nothing else (not idempotent)."""
+    """The payments worker of this exercise: record the charge, nothing else (not idempotent).
+
+    The charge is a row in the shop's own payments table (``ctx.effect``), so it commits with
+    the work and exactly-once processing can dedupe it; a card charged at a payment provider is
+    an outside call (``ctx.call``), which needs an idempotency key instead (exercise 05).
+    """
     ctx.effect("charge", order=msg.payload["order"], amount=msg.payload["amount"])
 
 

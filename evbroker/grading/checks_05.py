@@ -1,6 +1,6 @@
 """Checks for exercise 05 · idempotent consumers (``solutions/05_idempotent_consumers.ipynb``).
 
-Four questions, 10 points:
+Five questions, 12 points:
 
 - ``05-predict-charges`` (2, predict): the charges of a consumer that dedupes by message id,
   when one worker crashes before its ack and checkout retries one publish.
@@ -10,6 +10,9 @@ Four questions, 10 points:
   that prints two labels for one parcel.
 - ``05-idempotent-refund`` (2, build): ``refund(msg, ctx)`` gives back what was charged, once,
   and nothing for a charge that never happened.
+- ``05-provider-charge`` (2, build): ``charge_at_provider(msg, ctx)`` charges every installment
+  once through the payment provider (``ctx.call``), on an exactly-once queue, whatever the
+  faults: only an idempotency key makes an outside call safe to repeat.
 
 Each scenario is a function here; :func:`replay` rebuilds the run a failure message names, to
 read its trace. The order stories come from :mod:`evbroker.grading.checks_04`.
@@ -393,12 +396,79 @@ def _judge_refunds(run: Run, seed: int) -> None:
             )
 
 
+# ---------------------------------------------------------------------------- 05-provider-charge
+
+PROVIDER_FAULTS = _schedules(slow_by=3.0)
+
+
+def provider_charges(charge: Callable[[eb.Message, eb.Context], Any], seed: int, fault: str) -> Run:
+    """The run of ``05-provider-charge``: question 2's installments, on an exactly-once queue.
+
+    The same payments as :func:`paid_installments` (``fault`` a key of :data:`PROVIDER_FAULTS`),
+    but the queue has ``guarantee="exactly-once"`` (exactly-once processing: a dedupe record of
+    message ids, committed with the handler's own database writes) and the handler charges the
+    card at the payment provider with ``ctx.call``, which that record cannot take back.
+    """
+    worker_faults, producer_faults = pick(PROVIDER_FAULTS, fault)
+    b = eb.Broker(seed=seed, settle_limit=SETTLE_LIMIT)
+    b.queue("payments", guarantee="exactly-once", ack_timeout=3)
+    b.worker("payments", charge, count=3, service_time=1, faults=worker_faults)
+    run = Run(b)
+    for order, installment, customer, amount, at in installments(seed):
+        payload = {"order": order, "installment": installment, "customer": customer, "amount": amount}
+        mid = b.publish("payments", payload, at=at, key=order, by=PRODUCER, faults=producer_faults)
+        run.place(mid, installment_label(order, installment), amount)
+    run.stuck = run_settling(b)
+    return run
+
+
+@register("05-provider-charge", points=2, title="a card charge safe to repeat")
+def check_provider_charge(charge_at_provider: Any) -> None:
+    expect_callable(charge_at_provider, "charge_at_provider", params=2)
+    for t in trials(seeds=SEEDS, fault=PROVIDER_FAULTS):
+        fault = t.labels["fault"]
+        try:
+            run = provider_charges(charge_at_provider, t.seed, fault)
+            _fail_on_handler_error(run, "charge_at_provider")
+            fail_unless_settled(run)
+            _expect_provider_calls(run.broker)
+            try:
+                expect_each_order_charged(
+                    run, at_most_once=True, work_of=lambda e: installment_label(e["order"], e["installment"])
+                )
+            except CheckFailed as failure:
+                if any(e.idempotency_key is None for e in run.broker.effects("charge")):
+                    raise CheckFailed(
+                        failure.reason + "\nYour calls to the provider carry no idempotency key, so it charges "
+                        "every call it gets; exactly-once processing cannot take back a call that already happened."
+                    ) from None
+                raise
+        except CheckFailed as failure:
+            raise failure.with_replay(replay_line("05-provider-charge", "charge_at_provider", t.seed, fault)) from None
+
+
+def _expect_provider_calls(b: eb.Broker) -> None:
+    for e in b.effects("charge"):
+        if e.kind != "call":
+            raise CheckFailed(
+                "charge_at_provider recorded the charge with ctx.effect, a write to the shop's own database; "
+                "here the card is charged by the payment provider: ctx.call('charge', idempotency_key=..., "
+                "order=..., installment=..., amount=...)."
+            )
+        if any(field not in e.data for field in ("order", "installment", "amount")) or e.data["order"] != e.key:
+            raise CheckFailed(
+                f"charge_at_provider called the provider with {e.data} while handling {e.key} ({e.msg}): say "
+                "which payment it is and how much, from the message being handled."
+            )
+
+
 # ---------------------------------------------------------------------------- replay
 
 _REPLAYS = {
     "05-payment-handler": (paid_installments, PAYMENT_FAULTS),
     "05-fix-shipping": (shipped_orders, SHIPPING_FAULTS),
     "05-idempotent-refund": (refunded_orders, REFUND_FAULTS),
+    "05-provider-charge": (provider_charges, PROVIDER_FAULTS),
 }
 
 

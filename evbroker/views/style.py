@@ -25,6 +25,7 @@ BAND = "#f3f3f3"
 DOWN = "#bdbdbd"
 BAD = "#D55E00"  # vermillion: something went wrong
 NOTE = "#F0E442"  # yellow: an effect happened
+CALL = "#56B4E9"  # sky blue: an outside call happened (never rolled back)
 
 #: Figure width that fits a notebook cell, in inches.
 NOTEBOOK_WIDTH = 10.0
@@ -51,7 +52,10 @@ MARKERS: dict[str, Marker] = {
     "timeout": Marker("s", 8, "white", INK, "timeout: no ack in time"),
     "redeliver": Marker("$\u21bb$", 13, INK, INK, "redelivery (attempt + 1)"),
     "dedup": Marker("D", 8, "white", "#009E73", "dedupe: done before, skipped"),
-    "effect": Marker("*", 14, NOTE, INK, "effect (a charge, an email)"),
+    "effect": Marker("*", 14, NOTE, INK, "effect: own database write, committed"),
+    "call": Marker("P", 11, CALL, INK, "outside call: happened, never rolled back"),
+    "call-deduped": Marker("p", 10, "white", "#009E73", "outside call: key seen, nothing done"),
+    "requeue": Marker("d", 9, "white", INK, "requeue: connection closed, back at once"),
     "dead-letter": Marker("$\u2620$", 14, INK, INK, "dead letter (out of tries)"),
     "late-ack": Marker("o", 8, "white", FAINT, "late ack: ignored"),
     "handler-error": Marker("$\u26a1$", 14, BAD, BAD, "handler error (raised)"),

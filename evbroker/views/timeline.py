@@ -32,8 +32,12 @@ MARKER_GAP = 1.7
 #: Hops that start at the same instant from the same actor fan out by this many slants at most.
 STAGGER_CAP = 4
 BAR_HEIGHT = 0.42
+#: A copy waiting in a worker's own buffer (prefetch > 1) is drawn this far above its lane.
+BUFFER_LIFT = 0.34
 DOWN_HEIGHT = 0.16
 
+#: Markers labelled with a name (the effect's, the outside system's) above them.
+_NAMED_POINTS = ("effect", "call", "call-deduped")
 #: Markers that sit on the lane of the event's actor and get the message id as their label.
 _LABELLED_POINTS = (
     "crash",
@@ -46,6 +50,7 @@ _LABELLED_POINTS = (
     "unroutable",
     "handler-error",
     "confirm-lost",
+    "requeue",
 )
 
 
@@ -127,6 +132,7 @@ def layout(trace: Trace, window: tuple[float, float] | None = None, colour_by: s
     queued: dict[tuple[str | None, str | None], float] = {}
     delivered: dict[tuple[str | None, str | None], tuple[float, int]] = {}
     effects_at: dict[tuple[str, str | None], tuple[float, int]] = {}
+    handed: dict[tuple[str | None, str | None], float] = {}  # (message, worker): when it arrived
     roles = actor_roles(trace)
 
     def start(actor: str, msg: str | None, key: tuple[str, str | None], t: float) -> float:
@@ -190,6 +196,7 @@ def layout(trace: Trace, window: tuple[float, float] | None = None, colour_by: s
                 out.waits.append((since, x0, y[e.actor], colour))
             delivered[(m, q)] = (x0, len(out.arrows["hop"]))
             cursor[(m, q)] = arrow("hop", x0, e.actor, e.to, colour)
+            handed[(m, e.to)] = cursor[(m, q)]
         elif kind == "delivery-lost":
             # the core records the delivery first: take its arrow back and draw it falling short
             x0, index = delivered.get((m, q), (e.time, None))
@@ -199,6 +206,9 @@ def layout(trace: Trace, window: tuple[float, float] | None = None, colour_by: s
             cursor[(m, q)] = x1 + MARKER_GAP * d
         elif kind == "process":
             x0 = max(e.time, cursor.get((m, q), e.time))
+            since = handed.pop((m, e.actor), None)
+            if since is not None and x0 - since > 2 * d and e.actor in y:  # pushed early: it waited in the buffer
+                out.waits.append((since, x0, y[e.actor] - BUFFER_LIFT, colour))
             spans[(e.actor, m)] = (x0, y.get(e.actor, 0), colour, e.attempt)
         elif kind in ("complete", "handler-error", "dedup", "crash"):
             opened = spans.pop((e.actor, m), None) if m else None
@@ -241,7 +251,11 @@ def layout(trace: Trace, window: tuple[float, float] | None = None, colour_by: s
             else:
                 x1 = lost_hop("ack", x0, e.actor, e.to, colour, kind, "ack lost")
                 cursor[(m, q)] = x1 + MARKER_GAP * d
-        elif kind in ("timeout", "redeliver", "lost", "unroutable"):
+        elif kind in ("call", "call-deduped"):  # made while the handler runs: just inside its bar
+            opened = spans.get((e.actor, m))
+            x = opened[0] + d / 3 if opened is not None else max(e.time, cursor.get((m, q), e.time))
+            point(kind, x, e.actor, None, str((e.data or {}).get("name", "call")))
+        elif kind in ("timeout", "redeliver", "lost", "unroutable", "requeue"):
             key = (m, None) if kind == "unroutable" else (m, q)
             x = max(e.time, cursor.get(key, e.time))
             text = _label(m, e.attempt) if kind in _LABELLED_POINTS else ""
@@ -289,7 +303,10 @@ def timeline(
     message's colour: publish, route and deliver go down the lanes, acks come back up. A bar
     on a worker's lane is the time it spent processing a copy (hatched when the work was cut
     short: a crash, a handler error, a rolled-back duplicate); hatched grey is a worker that
-    is down. Crashes, lost deliveries and acks, timeouts, redeliveries, dedupe skips, effects,
+    is down. An outside call (``ctx.call``) is a blue plus inside the bar where the handler made
+    it (a hollow pentagon when the outside system recognised its key and did nothing), apart from
+    the star of a database write (``ctx.effect``) committed at the bar's end.
+    Crashes, lost deliveries and acks, timeouts, redeliveries, dedupe skips, effects,
     dead letters, late acks, handler errors, lost copies and unroutable publishes each have
     their own marker shape, listed in the legend.
 
@@ -408,7 +425,7 @@ def draw(
         )
         handles.append(Patch(facecolor="white", edgecolor=style.DOWN, hatch="xxx", label="worker down"))
 
-    # copies waiting in a queue: a thin line along the queue's lane, nudged apart per message
+    # copies waiting in a queue (or in a worker's buffer): a thin line along the lane, nudged apart per message
     if lay.waits:
         from matplotlib.collections import LineCollection
 
@@ -426,7 +443,7 @@ def draw(
                 zorder=2,
             )
         )
-        handles.append(Line2D([], [], color=style.FAINT, lw=2.2, label="waiting in the queue"))
+        handles.append(Line2D([], [], color=style.FAINT, lw=2.2, label="waiting (queue or worker buffer)"))
 
     # arrows: one quiver per style
     arrow_styles = {
@@ -590,7 +607,7 @@ def _draw_effect_names(ax: Any, lay: Layout) -> None:
     """Only the effects' names, each dropped when it repeats the one before it on its lane."""
     before: dict[float, str] = {}
     for x, yy, text, kind in lay.labels:
-        if kind == "effect" and before.get(yy) != text:
+        if kind in _NAMED_POINTS and before.get(yy) != text:
             before[yy] = text
             ax.text(x, yy + 0.2, text, fontsize=7, ha="center", va="top", color=style.INK, zorder=7, clip_on=True)
 
@@ -623,7 +640,7 @@ def _draw_labels(ax: Any, lay: Layout) -> None:
             )
         elif kind == "late-ack":
             ax.text(x - lay.slant, yy - 0.14, text, fontsize=7, ha="right", va="bottom", color=style.FAINT, zorder=7)
-        elif kind == "effect":
+        elif kind in _NAMED_POINTS:
             ax.text(x, yy + 0.2, text, fontsize=7, ha="center", va="top", color=style.INK, zorder=7, clip_on=True)
         elif kind in ("delivery-lost", "ack-lost"):
             ax.text(
