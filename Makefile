@@ -8,6 +8,10 @@ KIT    := $(VENV)/.kit-installed
 TESTKIT:= $(VENV)/.test-installed
 NBVAL  := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
 PYTEST_ARGS ?=
+# Extra arguments for `jupyter lab`, e.g. make lab LAB_ARGS="--no-browser --port=8899".
+LAB_ARGS ?=
+# JupyterLab refuses to start as root (a container, a cloud VM, a CI runner) without --allow-root.
+AS_ROOT := $(filter 0,$(shell id -u 2>/dev/null))
 
 .PHONY: lab test test-fast notebooks exercises check grade bench lint clean help
 
@@ -32,7 +36,10 @@ $(TESTKIT): pyproject.toml | $(BIN)/python
 	@touch $@ $(KIT)
 
 lab: $(KIT)
-	$(BIN)/jupyter lab notebooks/
+ifneq ($(AS_ROOT),)
+	@echo "make lab: you are root (a container, a cloud VM or CI?), so JupyterLab starts with --allow-root"
+endif
+	$(BIN)/jupyter lab notebooks/ $(if $(AS_ROOT),--allow-root) $(LAB_ARGS)
 
 test: $(TESTKIT)
 	$(BIN)/ruff check .
