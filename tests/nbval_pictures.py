@@ -26,6 +26,7 @@ noise, far below what a moved mark or a changed label costs.
 from __future__ import annotations
 
 import base64
+import os
 import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -35,7 +36,8 @@ from typing import Any
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-ARTIFACTS = REPO / "artifacts" / "pictures"
+# Where a mismatch's expected, actual and difference images go (git-ignored); EVBROKER_PICTURES_DIR overrides.
+ARTIFACTS = Path(os.environ.get("EVBROKER_PICTURES_DIR") or REPO / "artifacts" / "pictures")
 TOLERANCE = 1.0  # RMS of 0-255 pixel values; identical renders score 0.0
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 
@@ -186,6 +188,13 @@ class WidgetImages:
 _PROBLEMS = pytest.StashKey[list[str]]()
 
 
+def _shown(path: Path) -> str:
+    try:
+        return path.relative_to(REPO).as_posix()
+    except ValueError:
+        return str(path)
+
+
 def _is_nbval_cell(item: pytest.Item) -> bool:
     return type(item).__name__ == "IPyNbCell" and hasattr(item, "cell") and hasattr(item.parent, "kernel")
 
@@ -251,7 +260,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):  # type
         report.longrepr = (
             "The pictures this notebook draws now do not match the committed ones:\n  "
             + "\n  ".join(found)
-            + f"\nExpected, actual and difference images: {ARTIFACTS.relative_to(REPO)}/. If the change is "
+            + f"\nExpected, actual and difference images: {_shown(ARTIFACTS)}/. If the change is "
             "intended, re-run `make notebooks` and commit the new outputs."
         )
     return report

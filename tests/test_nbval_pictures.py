@@ -137,6 +137,7 @@ def test_nbval_with_the_plugin_passes_redrawn_pictures_and_fails_changed_ones(tm
 
     env = {k: v for k, v in os.environ.items() if k not in ("MPLBACKEND", "PYTEST_ADDOPTS")}
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
+    env["EVBROKER_PICTURES_DIR"] = str(tmp_path / "pictures")
     run = subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "tests.nbval_pictures", "--nbval",
          "--nbval-current-env", "-q", "built.ipynb", "changed.ipynb"],
@@ -149,6 +150,12 @@ def test_nbval_with_the_plugin_passes_redrawn_pictures_and_fails_changed_ones(tm
     assert "changed.ipynb: code cell 1, cell 1 of the notebook ('fig, ax = plt.subplots(figsize=(4, 2))'), " in out
     assert "picture 1: differs from the committed picture (RMS" in out
     assert "image widget 1 (created in " in out and "code cell 3, cell 3 of the notebook" in out
+    kept = sorted(p.relative_to(tmp_path / "pictures").as_posix() for p in (tmp_path / "pictures").rglob("*.png"))
+    assert kept == [
+        f"changed/{name}-{kind}.png"
+        for name in ("cell-1-picture-1", "image-widget-1")
+        for kind in ("actual-failed-diff", "actual", "expected")
+    ], kept
 
 
 def _b64(data: bytes) -> str:
