@@ -41,9 +41,13 @@ ifneq ($(AS_ROOT),)
 endif
 	$(BIN)/jupyter lab notebooks/ $(if $(AS_ROOT),--allow-root) $(LAB_ARGS)
 
+# pytest exit code 5 means it collected no test at all (e.g. PYTEST_ARGS="-k typo"): a failure, said plainly.
 test: $(TESTKIT)
 	$(BIN)/ruff check .
-	env -u MPLBACKEND $(BIN)/python -m pytest $(NBVAL) tests notebooks solutions $(PYTEST_ARGS)
+	status=0; env -u MPLBACKEND $(BIN)/python -m pytest $(NBVAL) tests notebooks solutions $(PYTEST_ARGS) \
+	  || status=$$?; \
+	if [ $$status -eq 5 ]; then echo "make test: no test was collected (pytest exit code 5): check the -k/-m" \
+	  "in PYTEST_ARGS and that tests/, notebooks/ and solutions/ exist"; fi; exit $$status
 
 test-fast: $(TESTKIT)
 	$(BIN)/python -m pytest tests -m "not browser and not slow" $(PYTEST_ARGS)
