@@ -8,10 +8,6 @@ KIT    := $(VENV)/.kit-installed
 TESTKIT:= $(VENV)/.test-installed
 NBVAL  := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
 PYTEST_ARGS ?=
-# Extra arguments for `jupyter lab`, e.g. make lab LAB_ARGS="--no-browser --port=8899".
-LAB_ARGS ?=
-# JupyterLab refuses to start as root (a container, a cloud VM, a CI runner) without --allow-root.
-AS_ROOT := $(filter 0,$(shell id -u 2>/dev/null))
 
 .PHONY: lab test test-fast notebooks exercises check grade bench lint clean help
 
@@ -34,6 +30,11 @@ $(KIT): pyproject.toml | $(BIN)/python
 $(TESTKIT): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[test]"
 	@touch $@ $(KIT)
+
+# Extra arguments for `jupyter lab`, e.g. make lab LAB_ARGS="--no-browser --port=8899".
+LAB_ARGS ?=
+# JupyterLab refuses to start as root (a container, a cloud VM, a CI runner) without --allow-root.
+AS_ROOT := $(filter 0,$(shell id -u 2>/dev/null))
 
 lab: $(KIT)
 ifneq ($(AS_ROOT),)
