@@ -31,12 +31,24 @@ $(TESTKIT): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[test]"
 	@touch $@ $(KIT)
 
-lab: $(KIT)
-	$(BIN)/jupyter lab notebooks/
+# Extra arguments for `jupyter lab`, e.g. make lab LAB_ARGS="--no-browser --port=8899".
+LAB_ARGS ?=
+# JupyterLab refuses to start as root (a container, a cloud VM, a CI runner) without --allow-root.
+AS_ROOT := $(filter 0,$(shell id -u 2>/dev/null))
 
+lab: $(KIT)
+ifneq ($(AS_ROOT),)
+	@echo "make lab: you are root (a container, a cloud VM or CI?), so JupyterLab starts with --allow-root"
+endif
+	$(BIN)/jupyter lab notebooks/ $(if $(AS_ROOT),--allow-root) $(LAB_ARGS)
+
+# pytest exit code 5 means it collected no test at all (e.g. PYTEST_ARGS="-k typo"): a failure, said plainly.
 test: $(TESTKIT)
 	$(BIN)/ruff check .
-	env -u MPLBACKEND $(BIN)/python -m pytest $(NBVAL) tests notebooks solutions $(PYTEST_ARGS)
+	status=0; env -u MPLBACKEND $(BIN)/python -m pytest $(NBVAL) tests notebooks solutions $(PYTEST_ARGS) \
+	  || status=$$?; \
+	if [ $$status -eq 5 ]; then echo "make test: no test was collected (pytest exit code 5): check the -k/-m" \
+	  "in PYTEST_ARGS and that tests/, notebooks/ and solutions/ exist"; fi; exit $$status
 
 test-fast: $(TESTKIT)
 	$(BIN)/python -m pytest tests -m "not browser and not slow" $(PYTEST_ARGS)

@@ -61,7 +61,10 @@ Reading a failure
 ``notebook_page.problems()`` lists what a learner would trip over, one sentence per problem (cell
 number, first line of the cell, what was wrong). Screenshots of every lesson after running are in
 ``artifacts/screenshots/<notebook>.png`` (git-ignored); the JupyterLab server log is printed on
-start-up failures. ``EVBROKER_BROWSER_TIMEOUT`` (seconds, default 120) bounds each notebook's run.
+start-up failures. ``EVBROKER_BROWSER_TIMEOUT`` (seconds, default 300) bounds each notebook's run and
+``EVBROKER_BROWSER_WAIT`` (default 180) any other wait. Every wait is for an event (a kernel message,
+a change in the page), never a pause, so the bounds are generous: on a loaded CI runner the same
+steps take many times longer, and a passing test never waits for a bound.
 """
 
 from __future__ import annotations
@@ -77,7 +80,7 @@ from typing import Any
 import pytest
 
 from .lab_server import REPO, LabServer, start_lab_server
-from .notebook_page import LEFTOVERS, NotebookPage
+from .notebook_page import LEFTOVERS, WAIT, NotebookPage
 
 INSTALL_HINT = "sudo apt-get install chromium chromium-driver"
 CHROMIUM_ARGS = [
@@ -200,7 +203,7 @@ class BrowserSession:
             )
             # One context: JupyterLab's scripts are cached after the first page.
             context = self._browser.new_context(viewport={"width": 1280, "height": 900})
-            context.set_default_timeout(30_000)
+            context.set_default_timeout(WAIT * 1000)  # a bound, never a pause: see notebook_page.WAIT
             self._tab = LabTab(context)
         return self._tab
 

@@ -60,7 +60,7 @@ class LabServer:
         query = f"token={self.token}" + ("&reset" if reset else "")
         return f"{self.url}lab/tree/{path}?{query}"
 
-    def api(self, method: str, path: str, body: Any = None, timeout: float = 10.0) -> Any:
+    def api(self, method: str, path: str, body: Any = None, timeout: float = 30.0) -> Any:
         """Call the Jupyter server REST API; returns the decoded JSON body (or None)."""
         data = None if body is None else json.dumps(body).encode()
         req = urllib.request.Request(self.url + path.lstrip("/"), data=data, method=method)
@@ -113,7 +113,7 @@ class LabServer:
                     self._kernel_pids.setdefault(pid, started)
 
 
-def start_lab_server(root: Path, workdir: Path, timeout: float = 90.0) -> LabServer:
+def start_lab_server(root: Path, workdir: Path, timeout: float = 180.0) -> LabServer:
     """Start JupyterLab serving `root`; return once ``/api/status`` answers. Raises RuntimeError otherwise."""
     env = _server_env(workdir)
     _write_settings(Path(env["JUPYTERLAB_SETTINGS_DIR"]))
@@ -202,12 +202,16 @@ def _free_port() -> int:
 
 
 def _wait_until_up(server: LabServer, timeout: float) -> bool:
+    """Ask the server's status API until it answers (True), the process exits or `timeout` runs out (False).
+
+    A refused connection returns at once, so the short pause between attempts only spaces them out; the
+    deadline is generous because a loaded machine can take a minute to start JupyterLab."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
             return False
         with contextlib.suppress(OSError, urllib.error.URLError, ValueError):
-            if "started" in server.api("GET", "api/status", timeout=2.0):
+            if "started" in server.api("GET", "api/status", timeout=10.0):
                 return True
         time.sleep(0.2)
     return False

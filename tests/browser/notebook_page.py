@@ -2,7 +2,8 @@
 
 `NotebookPage(page, server, "notebooks/04_delivery_guarantees.ipynb").open()` loads JupyterLab on
 that notebook in a fresh workspace and waits for its kernel. `run_all()` runs every cell and waits,
-with a bounded timeout, until the kernel is idle and no cell is still running. `report()` reads
+with a bounded timeout, until the kernel has answered every request sent to it and no cell is
+still running. `report()` reads
 both the notebook model (what the kernel sent) and the DOM (what was drawn) cell by cell;
 `problems(report, committed)` turns that into the sentences a test asserts to be empty: a traceback,
 text on stderr, a widget showing "Error displaying widget" or still "Loading widget...", a widget
@@ -31,8 +32,13 @@ if TYPE_CHECKING:  # playwright is imported by the fixtures, which skip or fail 
 
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 IMAGE_MIMES = ("image/png", "image/jpeg", "image/svg+xml", "image/gif")
-# Bound on running one whole notebook (lessons take well under 20 s; a hang must not stall CI).
-RUN_TIMEOUT = float(os.environ.get("EVBROKER_BROWSER_TIMEOUT", "120"))
+# Every wait below waits for an event (a kernel message, a DOM change), never for a length of time.
+# The bounds only stop a hang; they are generous, because on a busy machine (a loaded CI runner) the
+# same steps can take ten times as long: a passing test never waits for them.
+# Bound on running one whole notebook (lessons take well under 20 s on an idle machine).
+RUN_TIMEOUT = float(os.environ.get("EVBROKER_BROWSER_TIMEOUT", "300"))
+# Bound on any other single wait: JupyterLab loading, a kernel starting, a click's redraw.
+WAIT = float(os.environ.get("EVBROKER_BROWSER_WAIT", "180"))
 WIDGET_TROUBLE = ("Error displaying widget", "Loading widget", "Error setting state", "Could not create a view")
 
 # Finds the notebook panel for a path among JupyterLab's main-area widgets.
@@ -67,8 +73,13 @@ _CLOSE = (
 LEFTOVERS = """() => document.querySelectorAll('.jp-Dialog').length +
   [...window.jupyterapp.shell.widgets('main')].filter(w => w.context).length"""
 
-# Ready: the document is loaded and its kernel idle. From then on, every moment the kernel is not
-# idle is noted, so that _IDLE can ask for a quiet spell rather than one idle instant.
+# Ready: the document is loaded, its kernel idle, and every cell and output drawn. From then on every
+# request sent to the kernel on its shell channel (an execute_request per cell run, a comm_msg per
+# widget click) is noted as pending until the kernel's iopub "idle" status for it arrives, the way
+# JupyterLab's own execution indicator counts cells. The kernel sends that status after the request's
+# last output, also for a request it aborts after an error (ipykernel), so an empty set means all the
+# work asked for is done and shown. (JupyterLab's cell prompts cannot tell: after a cell tagged
+# raises-exception fails it stops showing the queued cells as queued, yet the kernel still runs them.)
 _READY = (
     "(path) => {"
     + _PANEL
@@ -77,36 +88,46 @@ _READY = (
   if (!w || !w.context.isReady) return false;
   const kernel = w.sessionContext.session && w.sessionContext.session.kernel;
   if (!kernel || kernel.status !== 'idle') return false;
-  if (!w.__lastBusy) {
-    w.__lastBusy = {at: Date.now()};
-    w.sessionContext.statusChanged.connect((_, status) => {
-      if (status !== 'idle') w.__lastBusy.at = Date.now();
+  const models = [...w.content.model.cells];
+  if (w.content.widgets.length !== models.length) return false;
+  for (let i = 0; i < models.length; i++) {
+    if (models[i].type !== 'code') continue;
+    const area = w.content.widgets[i].node.querySelector('.jp-Cell-outputArea');
+    const drawn = area ? area.querySelectorAll(':scope > .jp-OutputArea-child').length : 0;
+    if (drawn !== models[i].outputs.length) return false;
+  }
+  if (!w.__pending) {
+    const pending = new Set();
+    w.__pending = pending;
+    const watch = (k) => k && k.anyMessage.connect((_, {msg, direction}) => {
+      if (direction === 'send' && msg.channel === 'shell') {
+        pending.add(msg.header.msg_id);
+      } else if (direction === 'recv' && msg.channel === 'iopub' && msg.header.msg_type === 'status'
+                 && msg.content.execution_state === 'idle' && msg.parent_header) {
+        pending.delete(msg.parent_header.msg_id);
+      }
     });
+    watch(kernel);
+    w.sessionContext.kernelChanged.connect((_, change) => { pending.clear(); watch(change.newValue); });
   }
   return true;
 }"""
 )
 
-# Idle: the kernel has been idle for QUIET_MS and no cell is running or queued. One idle instant is not
-# enough: after a cell tagged raises-exception fails, JupyterLab stops showing the queued cells as
-# queued, yet the kernel still runs them, with a moment of idle in between.
-QUIET_MS = 600
+# Idle: every request sent to the kernel since the notebook opened has been answered (see _READY),
+# the kernel is idle, and no cell is running or queued.
 _IDLE = (
-    "([path, quiet]) => {"
+    "(path) => {"
     + _PANEL
     + """
   const w = panelFor(path);
-  if (!w) return false;
+  if (!w || !w.__pending || w.__pending.size) return false;
   const kernel = w.sessionContext.session && w.sessionContext.session.kernel;
-  if (!kernel || kernel.status !== 'idle') {
-    if (w.__lastBusy) w.__lastBusy.at = Date.now();
-    return false;
-  }
+  if (!kernel || kernel.status !== 'idle') return false;
   for (const cell of w.content.model.cells) {
     if (cell.type === 'code' && cell.executionState === 'running') return false;
   }
-  if ([...w.node.querySelectorAll('.jp-InputPrompt')].some(p => p.textContent.includes('[*]'))) return false;
-  return !w.__lastBusy || Date.now() - w.__lastBusy.at >= quiet;
+  return ![...w.node.querySelectorAll('.jp-InputPrompt')].some(p => p.textContent.includes('[*]'));
 }"""
 )
 
@@ -239,7 +260,7 @@ class NotebookPage:
 
     # -- opening and running -------------------------------------------------------------------
 
-    def open(self, timeout: float = 60.0) -> NotebookPage:
+    def open(self, timeout: float = WAIT) -> NotebookPage:
         """Open the notebook and wait for its kernel to be idle.
 
         In a tab where JupyterLab already runs, the notebook opens beside the app (docmanager:open);
@@ -270,7 +291,7 @@ class NotebookPage:
         self.timings["run_all"] = time.monotonic() - started
         return outcome
 
-    def close(self, timeout: float = 30.0) -> None:
+    def close(self, timeout: float = WAIT) -> None:
         """Shut the notebook's kernel down and close it unsaved (the served files are copies anyway)."""
         for event, listener in self._listeners.items():
             self.page.remove_listener(event, listener)
@@ -279,11 +300,11 @@ class NotebookPage:
             "(path) => {" + _PANEL + "return !panelFor(path); }", arg=self.path, timeout=timeout * 1000
         )
 
-    def wait_idle(self, timeout: float = 60.0) -> None:
-        """Wait until the kernel has been idle for a quiet spell and no cell is running or queued."""
-        self.page.wait_for_function(_IDLE, arg=[self.path, QUIET_MS], timeout=timeout * 1000, polling=100)
+    def wait_idle(self, timeout: float = WAIT) -> None:
+        """Wait until the kernel has answered every request sent to it and no cell is running or queued."""
+        self.page.wait_for_function(_IDLE, arg=self.path, timeout=timeout * 1000, polling=100)
 
-    def settle_widgets(self, timeout: float = 20.0) -> bool:
+    def settle_widgets(self, timeout: float = WAIT) -> bool:
         """Wait (bounded) until no widget says "Loading widget..."; False if some still do."""
         try:
             self.page.wait_for_function(_SETTLED, arg=[self.path, list(WIDGET_TROUBLE)], timeout=timeout * 1000)
@@ -340,7 +361,7 @@ class NotebookPage:
             [self.path, index, source],
         )
 
-    def run_cells(self, indices: list[int], timeout: float = 60.0) -> None:
+    def run_cells(self, indices: list[int], timeout: float = WAIT) -> None:
         """Run the given cells in order (each one selected and run with notebook:run-cell)."""
         for index in indices:
             self.page.evaluate(
@@ -371,7 +392,7 @@ class NotebookPage:
         root.wait_for(state="visible")
         return root
 
-    def choose(self, container: Locator, value: str, timeout: float = 30.0) -> bool:
+    def choose(self, container: Locator, value: str, timeout: float = WAIT) -> bool:
         """Pick `value` in the ToggleButtons or Dropdown inside `container` that offers it, as a learner
         clicks; wait until the kernel has redrawn. Returns False if it was already chosen."""
         encoded = quote(value, safe="-_.!~*'()")  # ipywidgets writes data-value with encodeURIComponent

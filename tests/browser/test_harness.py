@@ -179,3 +179,36 @@ def test_every_kind_of_trouble_is_reported(lab_root, open_notebook):
     committed.cells[1].outputs = [nbformat.v4.new_output("display_data", data={"image/png": "iVBORw0KGgo="})]
     against = problems(nb.report(), committed)
     assert any("cell 1 shows 0 image(s)" in p and "has 1" in p for p in against), against
+
+
+# Makes the kernel wait before it takes up each request it is sent, as a kernel on a loaded machine
+# may: between two queued cells it sits idle for a while. (The pause is inside the kernel, standing
+# in for a busy CPU; the test itself waits on events only.)
+STARVED_KERNEL = """\
+import asyncio
+
+_kernel = get_ipython().kernel
+_dispatch = _kernel.dispatch_shell
+
+async def _after_a_pause(msg, *args, **kwargs):
+    await asyncio.sleep(1.5)
+    return await _dispatch(msg, *args, **kwargs)
+
+_kernel.dispatch_shell = _after_a_pause
+"""
+
+
+def test_run_all_waits_for_a_slow_kernel_to_finish_every_queued_cell(lab_root, open_notebook):
+    """After a cell tagged raises-exception fails, JupyterLab stops showing the cells after it as queued,
+    while the kernel still runs them. On a busy machine the kernel can stay idle for seconds before it
+    takes the next one: run_all must still wait for it (it counts the kernel's answers, not quiet time)."""
+    cells = [
+        nbformat.v4.new_code_cell(STARVED_KERNEL),
+        nbformat.v4.new_code_cell("raise ValueError('shown on purpose')", metadata={"tags": ["raises-exception"]}),
+        nbformat.v4.new_code_cell("print('ran after the pause')"),
+    ]
+    nb = open_notebook(write_scratch_notebook(lab_root, "slow-kernel.ipynb", cells))
+    nb.run_all()
+    report = nb.report()
+    assert problems(report) == []
+    assert [out["streamText"] for out in report.cells[2]["outputs"]] == ["ran after the pause\n"]
