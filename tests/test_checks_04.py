@@ -14,6 +14,7 @@ import re
 import pytest
 
 import evbroker as eb
+from evbroker.grading.search import explore_answer
 from evbroker.build import ROOT, read_notebook
 from evbroker.grading import CheckFailed, NotAnswered, score
 from evbroker.grading import checks_04 as ex04
@@ -264,12 +265,45 @@ def test_a_fix_that_still_double_charges_or_loses_orders_is_rejected(case):
     assert "exactly-once" not in message, message
 
 
-def test_a_set_up_that_drops_its_faults_cannot_pass_unbroken():
+def test_a_set_up_that_drops_its_faults_is_still_broken_by_the_check():
+    """The check puts its faults on the workers itself: leaving out faults=faults changes nothing."""
+
     def setup_payments(b, faults):
         b.queue("payments", guarantee="at-least-once", ack_timeout=5.0)
         b.worker("payments", charge, count=2, service_time=1.0)
 
-    assert "faults=faults" in rejected("04-fix-double-charge", setup_payments)
+    assert "was charged twice" in rejected("04-fix-double-charge", setup_payments)
+
+
+def test_a_set_up_that_hands_on_only_the_faults_it_can_spot_is_caught():
+    """This one used to pass: it handed on the check's probe (a predicate) and dropped every real fault."""
+
+    def setup_payments(b, faults):
+        b.queue("payments", guarantee="at-least-once", ack_timeout=5.0)
+        b.worker(
+            "payments", charge, count=2, service_time=1.0, faults=faults if callable(faults.lose_delivery) else None
+        )
+
+    assert "was charged twice" in rejected("04-fix-double-charge", setup_payments)
+
+
+def test_the_search_finds_the_smallest_schedule_and_its_replay_rebuilds_it():
+    answer, _ = FIX_WRONG["unchanged"]
+    res, _ = explore_answer(ex04.FIX_SEARCH, answer)
+    first = res.violations[0]
+    assert len(first.faults) == 1 and first.faults[0].kind in ("crash_before_ack", "lose_ack")
+    b = ex04.replay_schedule("04-fix-double-charge", answer, [tuple(p)[:3] for p in first.faults])
+    assert b.trace.to_records() == first.broker.trace.to_records()
+
+
+def test_a_fix_that_loses_an_order_only_when_two_faults_meet_is_caught_by_the_search():
+    """max_deliveries=2 survives one failed delivery per order; the random seeds (one fault kind at a
+    time, each delivery struck with chance 0.3) may or may not put two on one order, the search does."""
+    answer = setting_up(guarantee="exactly-once", ack_timeout=5.0, max_deliveries=2)
+    res, _ = explore_answer(ex04.FIX_SEARCH, answer)
+    assert not res.ok
+    assert len(res.violations[0].faults) == 2
+    assert "dead letters" in res.violations[0].message
 
 
 # ---------------------------------------------------------------------------- replay and stories

@@ -22,6 +22,7 @@ from evbroker.build import ROOT
 from evbroker.grading import CheckFailed, NotAnswered, score
 from evbroker.grading import checks_05 as ex05
 from evbroker.grading.checks_04 import expect_each_order_charged
+from evbroker.grading.search import explore_answer
 
 SOLUTION = ROOT / "solutions" / "05_idempotent_consumers.ipynb"
 EXERCISE = ROOT / "exercises" / "05_idempotent_consumers.ipynb"
@@ -361,3 +362,28 @@ def test_replay_names_the_checks_and_faults_it_knows(solution):
 @pytest.mark.slow
 def test_the_shipped_exercise_fails_only_where_answers_are_missing():
     assert_shipped_exercise_fails_only_for_missing_answers(EXERCISE)
+
+
+# ---------------------------------------------------------------------------- the search
+
+
+def test_a_key_of_order_and_amount_passes_the_random_seeds_and_is_caught_by_the_search():
+    """This key used to pass: no random seed paid one order in two installments of the same amount.
+    The searched scenario does, so the second installment is never charged."""
+    answer = charging(lambda m: (m.key, m.payload["amount"]))
+    for t in ex05.trials(seeds=ex05.SEEDS, fault=ex05.PAYMENT_FAULTS):
+        ex05._judge_payments(ex05.paid_installments(answer, t.seed, t.labels["fault"]))
+    message = rejected("05-payment-handler", answer)
+    assert "Under a plain run (no fault at all)" in message
+    assert "order-1 installment 2 was never charged" in message
+    assert "To watch it: b = ex05.replay_schedule('05-payment-handler', charge_card, []" in message
+
+
+def test_the_searched_failure_is_the_smallest_schedule_and_replays():
+    answer = charging(by_payment, when="after-ack")
+    res, _ = explore_answer(ex05.PAYMENT_SEARCH, answer)
+    assert [len(v.faults) for v in res.violations] == sorted(len(v.faults) for v in res.violations)
+    first = res.violations[0]
+    b = ex05.replay_schedule("05-payment-handler", answer, [tuple(p)[:3] for p in first.faults])
+    assert b.trace.to_records() == first.broker.trace.to_records()
+    assert explore_answer(ex05.PAYMENT_SEARCH, charging(by_payment))[0].ok

@@ -345,7 +345,7 @@ class _Search:
         faults = self.faults(chosen, asked)
         b = self._build(faults, chosen)
         if self.inject:
-            _inject(b, faults)
+            inject_faults(b, faults)
         message = ""
         try:
             b.run()
@@ -365,7 +365,8 @@ class _Search:
         except Exception as exc:
             said = "; ".join(str(p) for p in _order(asked, chosen)) or "no faults at all"
             raise EvbrokerError(
-                f"explore: the invariant {_name(self.invariant, 'invariant')} raised {type(exc).__name__}: {exc} under the "
+                f"explore: the invariant {_name(self.invariant, 'invariant')} raised {type(exc).__name__}: {exc} "
+                f"under the "
                 f"schedule [{said}]. An invariant should return True when the run is fine and False (or a "
                 "sentence) when it is not; look at that run with "
                 f"eb.explore.replay({_name(self.build)}, {[tuple(p) for p in _order(asked, chosen)]!r})."
@@ -374,7 +375,8 @@ class _Search:
             return _Run(b, asked, True, "")
         if verdict is None:
             raise EvbrokerError(
-                f"explore: the invariant {_name(self.invariant, 'invariant')} returned None; it should return True when the "
+                f"explore: the invariant {_name(self.invariant, 'invariant')} returned None; it should return True "
+                "when the "
                 "run is fine and False or a sentence saying what went wrong when it is not (did you forget "
                 "`return`?)"
             )
@@ -415,8 +417,12 @@ def _order(asked: list[FaultPoint], chosen: frozenset) -> list[FaultPoint]:
     return [p for p in asked if p in chosen]  # the search chooses among asked points: exact matches
 
 
-def _inject(b: Broker, faults: Faults) -> None:
-    """Hand ``faults`` to every worker of ``b`` and every publish it has scheduled."""
+def inject_faults(b: Broker, faults: Faults) -> None:
+    """Hand ``faults`` to every worker of ``b`` and every publish it has scheduled, whatever they had.
+
+    A check uses it to break the code under test itself, rather than trusting that code to pass
+    the check's faults on.
+    """
     for w in b._workers.values():
         w.faults = faults
     clock = b._clock

@@ -36,6 +36,7 @@ from evbroker.grading.checks_04 import (
 )
 from evbroker.grading.outcome import CheckFailed
 from evbroker.grading.registry import register
+from evbroker.grading.search import Search, expect_every_schedule, replay_schedule_from
 
 PRODUCER = "checkout"
 CUSTOMERS = ("ada", "grace", "alan", "edsger")
@@ -149,6 +150,46 @@ def paid_installments(charge_card: Callable[[eb.Message, eb.Context], Any], seed
     return run
 
 
+#: The searched scenario: (order, installment, customer, amount, publish time). order-1 is paid in two
+#: installments of the same amount, and ada orders twice: a dedupe key too broad shows at once.
+SEARCHED_PAYMENTS = (
+    ("order-1", 1, "ada", 30, 0.0),
+    ("order-2", 1, "ada", 30, 0.5),
+    ("order-1", 2, "ada", 30, INSTALLMENT_GAP),
+)
+
+
+def searched_installments(charge_card: Callable[[eb.Message, eb.Context], Any], faults: eb.Faults) -> Run:
+    """The searched run of ``05-payment-handler``, set up and not run: :data:`SEARCHED_PAYMENTS` to
+    ``payments`` (at-least-once, ``ack_timeout=3``), two workers running ``charge_card``, ``faults``
+    on the workers and on checkout's publishes."""
+    b = eb.Broker(seed=0, settle_limit=SETTLE_LIMIT)
+    b.queue("payments", guarantee="at-least-once", ack_timeout=3)
+    b.worker("payments", charge_card, count=2, service_time=1, faults=faults)
+    run = Run(b)
+    for order, installment, customer, amount, at in SEARCHED_PAYMENTS:
+        payload = {"order": order, "installment": installment, "customer": customer, "amount": amount}
+        mid = b.publish("payments", payload, at=at, key=order, by=PRODUCER, faults=faults)
+        run.place(mid, installment_label(order, installment), amount)
+    return run
+
+
+def _judge_payments(run: Run) -> None:
+    _fail_on_handler_error(run, "charge_card")
+    fail_unless_settled(run)
+    _expect_charges_name_their_payment(run.broker)
+    expect_each_order_charged(run, at_most_once=True, work_of=lambda e: installment_label(e["order"], e["installment"]))
+
+
+PAYMENT_SEARCH = Search(
+    searched_installments,
+    _judge_payments,
+    ("crash_during_process", "crash_before_ack", "lose_ack", "slow", "lose_confirm"),
+    max_faults=2,
+    slow_by=3.0,
+)
+
+
 @register("05-payment-handler", points=3, title="an idempotent payment handler")
 def check_payment_handler(charge_card: Any) -> None:
     expect_callable(charge_card, "charge_card", params=2)
@@ -156,14 +197,10 @@ def check_payment_handler(charge_card: Any) -> None:
         fault = t.labels["fault"]
         try:
             run = paid_installments(charge_card, t.seed, fault)
-            _fail_on_handler_error(run, "charge_card")
-            fail_unless_settled(run)
-            _expect_charges_name_their_payment(run.broker)
-            expect_each_order_charged(
-                run, at_most_once=True, work_of=lambda e: installment_label(e["order"], e["installment"])
-            )
+            _judge_payments(run)
         except CheckFailed as failure:
             raise failure.with_replay(replay_line("05-payment-handler", "charge_card", t.seed, fault)) from None
+    expect_every_schedule("05-payment-handler", "charge_card", PAYMENT_SEARCH, charge_card)
 
 
 def _expect_charges_name_their_payment(b: eb.Broker) -> None:
@@ -400,6 +437,18 @@ _REPLAYS = {
     "05-fix-shipping": (shipped_orders, SHIPPING_FAULTS),
     "05-idempotent-refund": (refunded_orders, REFUND_FAULTS),
 }
+
+
+_SEARCHES = {"05-payment-handler": PAYMENT_SEARCH}
+
+
+def replay_schedule(check_id: str, answer: Callable[..., Any], faults: list[tuple]) -> eb.Broker:
+    """Rebuild one fault schedule a searched check names, with your answer; returns the broker (already run).
+
+    >>> b = replay_schedule("05-payment-handler", charge_card, [("lose_ack", "m1", 1)])  # doctest: +SKIP
+    >>> print(b.trace.table())                                                         # doctest: +SKIP
+    """
+    return replay_schedule_from(_SEARCHES, check_id, answer, faults)
 
 
 def replay(check_id: str, answer: Callable[..., Any], *, seed: int, fault: str) -> eb.Broker:

@@ -1,0 +1,96 @@
+"""Checks that search instead of sample: every fault schedule of a small scenario, via ``eb.explore``.
+
+Random seeds try a few placements of faults, one kind at a time; a wrong answer whose failure
+needs a rare placement (two faults together, a fault on a redelivery) or a rare payload (two
+instalments of the same amount) slips through them. A searched check builds a small
+scenario whose payloads include those cases, runs the learner's code under every schedule of
+up to ``max_faults`` faults, and reports the smallest failing one in the learner's terms,
+with a line that rebuilds it.
+
+A scenario is ``scenario(answer, faults) -> Run`` (a broker set up, not run, and the orders
+it placed); a judge is ``judge(run)``, raising :class:`CheckFailed` in the learner's terms.
+The check injects the faults itself (``inject=True``), so a set-up that forgets or refuses
+to hand ``faults`` on is still put through them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import evbroker as eb
+from evbroker.errors import one_of
+from evbroker.grading.outcome import CheckFailed
+
+Scenario = Callable[[Any, eb.Faults], Any]  # (answer, faults) -> checks_04.Run, not yet run
+Judge = Callable[[Any], None]
+
+
+@dataclass(frozen=True)
+class Search:
+    """One searched check: its scenario, its judge, the faults it places and how many at once."""
+
+    scenario: Scenario
+    judge: Judge
+    kinds: tuple[str, ...]
+    max_faults: int = 2
+    slow_by: float = 5.0
+
+    def faults(self) -> eb.Faults:
+        return eb.Faults(**dict.fromkeys(self.kinds, 1.0), slow_by=self.slow_by)
+
+
+def explore_answer(search: Search, answer: Any) -> tuple[eb.Exploration, dict[int, Any]]:
+    """Run ``answer`` through every schedule of ``search``; returns the result and each broker's Run."""
+    runs: dict[int, Any] = {}
+
+    def build(faults: eb.Faults) -> eb.Broker:
+        run = search.scenario(answer, faults)
+        runs[id(run.broker)] = run
+        return run.broker
+
+    def invariant(b: eb.Broker) -> bool | str:
+        run = runs[id(b)]
+        try:
+            search.judge(run)
+        except CheckFailed as failure:
+            return failure.reason
+        return True
+
+    res = eb.explore(build, invariant, faults=search.faults(), max_faults=search.max_faults, inject=True)
+    return res, runs
+
+
+def expect_every_schedule(check_id: str, answer_name: str, search: Search, answer: Any) -> eb.Exploration:
+    """Fail with the smallest failing schedule of ``search`` for ``answer``, and how to replay it."""
+    res, _ = explore_answer(search, answer)
+    if res.ok:
+        return res
+    v = res.violations[0]
+    faults = [tuple(p)[:3] for p in v.faults]
+    said = "; ".join(str(p) for p in v.faults) if v.faults else "no fault at all"
+    head = (
+        f"Under {'this schedule' if v.faults else 'a plain run'} ({said}), the smallest of "
+        f"{len(res.violations)} failing schedules out of {res.schedules} the check tried "
+        f"(every placement of up to {res.max_faults} faults):\n"
+    )
+    replay = (
+        f"the schedule {faults!r}. To watch it: b = ex{check_id[:2]}.replay_schedule({check_id!r}, {answer_name}, "
+        f"{faults!r}); print(b.trace.table())"
+    )
+    raise CheckFailed(head + v.message, replay=replay)
+
+
+def replay_schedule_from(
+    table: dict[str, Search], check_id: str, answer: Any, faults: Iterable[Any]
+) -> eb.Broker:
+    """Rebuild one schedule of a searched check with ``answer``; returns the broker, already run."""
+    if check_id not in table:
+        raise one_of("replay_schedule: check_id", check_id, table)
+    search = table[check_id]
+
+    def build(f: eb.Faults) -> eb.Broker:
+        return search.scenario(answer, f).broker
+
+    return eb.explore.replay(build, list(faults), inject=True, kinds=search.faults())  # type: ignore[attr-defined]
