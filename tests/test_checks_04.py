@@ -14,13 +14,13 @@ import re
 import pytest
 
 import evbroker as eb
-from evbroker.grading.search import explore_answer
 from evbroker.build import ROOT, read_notebook
 from evbroker.grading import CheckFailed, NotAnswered, score
 from evbroker.grading import checks_04 as ex04
 from evbroker.grading.cells import grade_id, graded_cells, is_answer, is_graded
 from evbroker.grading.execution import run_notebook
 from evbroker.grading.marking import UNANSWERED, mark
+from evbroker.grading.search import explore_answer
 
 SOLUTION = ROOT / "solutions" / "04_delivery_guarantees.ipynb"
 EXERCISE = ROOT / "exercises" / "04_delivery_guarantees.ipynb"

@@ -82,9 +82,7 @@ def expect_every_schedule(check_id: str, answer_name: str, search: Search, answe
     raise CheckFailed(head + v.message, replay=replay)
 
 
-def replay_schedule_from(
-    table: dict[str, Search], check_id: str, answer: Any, faults: Iterable[Any]
-) -> eb.Broker:
+def replay_schedule_from(table: dict[str, Search], check_id: str, answer: Any, faults: Iterable[Any]) -> eb.Broker:
     """Rebuild one schedule of a searched check with ``answer``; returns the broker, already run."""
     if check_id not in table:
         raise one_of("replay_schedule: check_id", check_id, table)
