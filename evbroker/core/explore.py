@@ -171,6 +171,7 @@ def explore(
     *,
     inject: bool = False,
     limit: int = DEFAULT_LIMIT,
+    smallest_only: bool = False,
 ) -> Exploration:
     """Run ``build`` under every schedule of up to ``max_faults`` faults; check ``invariant`` on each.
 
@@ -178,8 +179,9 @@ def explore(
       its workers (``b.worker(..., faults=faults)``) and, for producer retries, to its publishes
       (``b.publish(..., faults=faults)``).
     - ``invariant(b)`` looks at the finished run: True when all is well, False or a sentence
-      saying what went wrong otherwise. A run that cannot settle (a copy redelivered forever)
-      is a violation too.
+      saying what went wrong otherwise. It also sees a run that could not settle (a copy
+      redelivered until the broker gave up); if it finds nothing wrong there, the run is a
+      violation anyway ("the run could not settle: ...").
     - ``faults``: which faults to place: None (all of :data:`FAULT_KINDS`), a kind or a list of
       kinds (``["lose_ack", "crash_before_ack"]``), or an ``eb.Faults(...)`` whose active fields
       are the kinds and whose ``slow_by`` / ``retry_after`` are used.
@@ -187,6 +189,8 @@ def explore(
       returns, whatever ``build`` did with them (a check uses it, so it does not depend on
       the code under test passing them on).
     - ``limit``: refuse (with an estimate) a search larger than this many schedules.
+    - ``smallest_only=True``: stop after the first size of schedule that has a violation (a check
+      needs the smallest counterexample, not all of them); ``schedules`` then counts those run.
 
     Each fault placement mirrors one real failure: a delivery lost on the network, a consumer
     killed before or after its work (RabbitMQ requeues on channel close; SQS after the
@@ -250,6 +254,8 @@ def explore(
             estimate = _estimate(res.points, max_faults)
             if estimate > limit:
                 raise _too_large(estimate, max_faults, max_faults, res.points, limit, exact=False)
+        if smallest_only and found:
+            break
         level = following
     found.sort(key=lambda item: item[0])
     res.violations = [v for _, v in found]
@@ -358,8 +364,6 @@ class _Search:
             self.multi_queue = len({p.queue for p in asked if p.queue is not None}) > 1
         if not judge:
             return _Run(b, asked, True, "")
-        if stuck:
-            return _Run(b, asked, False, f"the run could not settle: {stuck}")
         try:
             verdict = self.invariant(b)
         except Exception as exc:
@@ -372,6 +376,8 @@ class _Search:
                 f"eb.explore.replay({_name(self.build)}, {[tuple(p) for p in _order(asked, chosen)]!r})."
             ) from exc
         if verdict is True or (verdict is not None and not isinstance(verdict, str) and _truthy(verdict)):
+            if stuck:
+                return _Run(b, asked, False, f"the run could not settle: {stuck}")
             return _Run(b, asked, True, "")
         if verdict is None:
             raise EvbrokerError(

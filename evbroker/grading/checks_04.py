@@ -451,6 +451,7 @@ FIX_SEARCH = Search(
 @register("04-fix-double-charge", points=3, title="fix the double charge")
 def check_fix_double_charge(setup_payments: Any) -> None:
     expect_callable(setup_payments, "setup_payments", params=2)
+    expect_every_schedule("04-fix-double-charge", "setup_payments", FIX_SEARCH, setup_payments)
     for t in trials(seeds=SEEDS, fault=FIX_FAULTS):
         fault = t.labels["fault"]
         try:
@@ -458,7 +459,6 @@ def check_fix_double_charge(setup_payments: Any) -> None:
             _judge_fixed(run)
         except CheckFailed as failure:
             raise failure.with_replay(replay_line("04-fix-double-charge", "setup_payments", t.seed, fault)) from None
-    expect_every_schedule("04-fix-double-charge", "setup_payments", FIX_SEARCH, setup_payments)
 
 
 # ---------------------------------------------------------------------------- replay

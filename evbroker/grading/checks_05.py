@@ -193,6 +193,7 @@ PAYMENT_SEARCH = Search(
 @register("05-payment-handler", points=3, title="an idempotent payment handler")
 def check_payment_handler(charge_card: Any) -> None:
     expect_callable(charge_card, "charge_card", params=2)
+    expect_every_schedule("05-payment-handler", "charge_card", PAYMENT_SEARCH, charge_card)
     for t in trials(seeds=SEEDS, fault=PAYMENT_FAULTS):
         fault = t.labels["fault"]
         try:
@@ -200,7 +201,6 @@ def check_payment_handler(charge_card: Any) -> None:
             _judge_payments(run)
         except CheckFailed as failure:
             raise failure.with_replay(replay_line("05-payment-handler", "charge_card", t.seed, fault)) from None
-    expect_every_schedule("05-payment-handler", "charge_card", PAYMENT_SEARCH, charge_card)
 
 
 def _expect_charges_name_their_payment(b: eb.Broker) -> None:

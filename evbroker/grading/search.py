@@ -41,8 +41,12 @@ class Search:
         return eb.Faults(**dict.fromkeys(self.kinds, 1.0), slow_by=self.slow_by)
 
 
-def explore_answer(search: Search, answer: Any) -> tuple[eb.Exploration, dict[int, Any]]:
-    """Run ``answer`` through every schedule of ``search``; returns the result and each broker's Run."""
+def explore_answer(
+    search: Search, answer: Any, *, smallest_only: bool = False
+) -> tuple[eb.Exploration, dict[int, Any]]:
+    """Run ``answer`` through every schedule of ``search``; returns the result and each broker's Run.
+
+    ``smallest_only``: stop at the first size of schedule that fails (what a check needs)."""
     runs: dict[int, Any] = {}
 
     def build(faults: eb.Faults) -> eb.Broker:
@@ -58,23 +62,29 @@ def explore_answer(search: Search, answer: Any) -> tuple[eb.Exploration, dict[in
             return failure.reason
         return True
 
-    res = eb.explore(build, invariant, faults=search.faults(), max_faults=search.max_faults, inject=True)
+    res = eb.explore(
+        build, invariant, faults=search.faults(), max_faults=search.max_faults, inject=True, smallest_only=smallest_only
+    )
     return res, runs
 
 
 def expect_every_schedule(check_id: str, answer_name: str, search: Search, answer: Any) -> eb.Exploration:
     """Fail with the smallest failing schedule of ``search`` for ``answer``, and how to replay it."""
-    res, _ = explore_answer(search, answer)
+    res, _ = explore_answer(search, answer, smallest_only=True)
     if res.ok:
         return res
     v = res.violations[0]
     faults = [tuple(p)[:3] for p in v.faults]
     said = "; ".join(str(p) for p in v.faults) if v.faults else "no fault at all"
-    head = (
-        f"Under {'this schedule' if v.faults else 'a plain run'} ({said}), the smallest of "
-        f"{len(res.violations)} failing schedules out of {res.schedules} the check tried "
-        f"(every placement of up to {res.max_faults} faults):\n"
-    )
+    if v.faults:
+        n = len(v.faults)
+        head = (
+            f"Under {'this fault' if n == 1 else f'these {n} faults'} ({said}), it goes wrong. The check tries "
+            f"every placement of up to {res.max_faults} faults, fewest first; this is the earliest of the "
+            f"{len(res.violations)} smallest that fail ({res.schedules} schedules run):\n"
+        )
+    else:
+        head = "Even with no fault at all, it goes wrong:\n"
     replay = (
         f"the schedule {faults!r}. To watch it: b = ex{check_id[:2]}.replay_schedule({check_id!r}, {answer_name}, "
         f"{faults!r}); print(b.trace.table())"
