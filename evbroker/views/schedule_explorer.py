@@ -71,3 +71,8 @@ class ScheduleExplorer(Explorer):
 
     def describe(self) -> str:
         return f"ScheduleExplorer({self.res.summary().splitlines()[0]})"
+
+    def close(self) -> None:
+        if not hasattr(self, "controls"):  # refused before it was built: nothing to close
+            return
+        super().close()
