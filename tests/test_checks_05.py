@@ -257,7 +257,7 @@ def test_a_shipping_fix_that_still_labels_twice_or_never_is_rejected(case):
     message = rejected("05-fix-shipping", answer)
     for phrase in phrases:
         assert phrase in message, message
-    assert "To watch it: b = ex05.replay('05-fix-shipping', ship, seed=" in message
+    assert "To watch it: b = ex05.replay_schedule('05-fix-shipping', ship, [" in message
 
 
 def test_a_double_order_shipped_event_is_caught_even_with_one_label():
@@ -336,7 +336,7 @@ def test_a_refund_that_pays_twice_or_wrongly_is_rejected(case):
     message = rejected("05-idempotent-refund", answer)
     for phrase in phrases:
         assert phrase in message, message
-    assert "To watch it: b = ex05.replay('05-idempotent-refund', refund, seed=" in message
+    assert "To watch it: b = ex05.replay_schedule('05-idempotent-refund', refund, [" in message
 
 
 def test_the_refund_scenario_covers_every_case_for_every_seed():

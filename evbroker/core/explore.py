@@ -68,8 +68,9 @@ DEFAULT_LIMIT = 20_000
 class FaultPoint(NamedTuple):
     """One fault of a schedule: ``kind`` strikes delivery ``attempt`` of message ``msg`` in ``queue``.
 
-    For ``lose_confirm`` the point is a publish: ``queue`` is None and ``attempt`` counts the
-    producer's tries of it (1: the first publish).
+    For ``lose_confirm`` the point is a publish: ``queue`` is where it was published (a queue or
+    a topic) and ``attempt`` counts the producer's tries of it (1: the first publish). Given by
+    hand (to :func:`replay`), ``queue`` may be left out: the point then matches in any queue.
     """
 
     kind: str
@@ -172,6 +173,7 @@ def explore(
     inject: bool = False,
     limit: int = DEFAULT_LIMIT,
     smallest_only: bool = False,
+    only: Callable[[FaultPoint], bool] | None = None,
 ) -> Exploration:
     """Run ``build`` under every schedule of up to ``max_faults`` faults; check ``invariant`` on each.
 
@@ -189,6 +191,8 @@ def explore(
       returns, whatever ``build`` did with them (a check uses it, so it does not depend on
       the code under test passing them on).
     - ``limit``: refuse (with an estimate) a search larger than this many schedules.
+    - ``only``: place faults only where ``only(point)`` is true, e.g.
+      ``only=lambda p: p.queue == "shipping"`` (faults in one service, and on publishes to it).
     - ``smallest_only=True``: stop after the first size of schedule that has a violation (a check
       needs the smallest counterexample, not all of them); ``schedules`` then counts those run.
 
@@ -206,7 +210,9 @@ def explore(
         raise EvbrokerError(f"explore: build must be a function build(faults) -> eb.Broker (got {build!r})")
     if not callable(invariant):
         raise EvbrokerError(f"explore: invariant must be a function invariant(b) -> bool (got {invariant!r})")
-    search = _Search(build, invariant, kinds, slow_by, retry_after, inject)
+    if only is not None and not callable(only):
+        raise EvbrokerError(f"explore: only must be a function only(point) -> bool or None (got {only!r})")
+    search = _Search(build, invariant, kinds, slow_by, retry_after, inject, only)
     res = Exploration(max_faults, kinds, name=_name(build))
     seen_sets: set[frozenset] = set()
     seen_traces: set[int] = set()
@@ -268,6 +274,7 @@ def replay(
     *,
     inject: bool = False,
     kinds: Faults | Iterable[str] | str | None = None,
+    only: Callable[[FaultPoint], bool] | None = None,
 ) -> Broker:
     """Rebuild and run one schedule: ``eb.explore.replay(build, res.violations[0].faults)``.
 
@@ -276,7 +283,7 @@ def replay(
     """
     points = frozenset(_point(f) for f in faults)
     names, slow_by, retry_after = _kinds(kinds if kinds is not None else sorted({p.kind for p in points}) or None)
-    search = _Search(build, lambda b: True, names, slow_by, retry_after, inject)
+    search = _Search(build, lambda b: True, names, slow_by, retry_after, inject, only)
     return search.run(points, judge=False).broker
 
 
@@ -290,7 +297,9 @@ def schedule_faults(points: Iterable[FaultPoint | Sequence[Any]], slow_by: float
     for kind in {p.kind for p in chosen}:
         mine = {(p.msg, p.attempt, p.queue) for p in chosen if p.kind == kind}
         wild = {(p.msg, p.attempt) for p in chosen if p.kind == kind and p.queue is None}
-        by_kind[kind] = lambda m, mine=mine, wild=wild: (m.id, m.attempt, m.queue) in mine or (m.id, m.attempt) in wild
+        by_kind[kind] = lambda m, mine=mine, wild=wild: (
+            (m.id, m.attempt, m.queue if m.queue is not None else m.topic) in mine or (m.id, m.attempt) in wild
+        )
     return Faults(**by_kind, slow_by=slow_by)
 
 
@@ -322,6 +331,7 @@ class _Search:
         slow_by: float,
         retry_after: float,
         inject: bool,
+        only: Callable[[FaultPoint], bool] | None = None,
     ) -> None:
         self.build = build
         self.invariant = invariant
@@ -329,16 +339,20 @@ class _Search:
         self.slow_by = slow_by
         self.retry_after = retry_after
         self.inject = inject
+        self.only = only
         self.first_points: list[FaultPoint] = []
         self.multi_queue = False
         self._runs = 0
 
     def faults(self, chosen: frozenset, asked: list[FaultPoint]) -> Faults:
-        wild = any(p.queue is None and p.kind != "lose_confirm" for p in chosen)  # (kind, msg, attempt): any queue
+        wild = any(p.queue is None for p in chosen)  # (kind, msg, attempt) given by hand: any queue
+        only = self.only
 
         def ask(kind: str) -> Callable[[Any], bool]:
             def predicate(m: Any) -> bool:
-                point = FaultPoint(kind, m.id, m.attempt, m.queue)
+                point = FaultPoint(kind, m.id, m.attempt, m.queue if m.queue is not None else m.topic)
+                if only is not None and not only(point):
+                    return False
                 asked.append(point)
                 return point in chosen or (wild and FaultPoint(kind, m.id, m.attempt) in chosen)
 
@@ -361,7 +375,7 @@ class _Search:
         self._runs += 1
         if self._runs == 1:
             self.first_points = list(asked)
-            self.multi_queue = len({p.queue for p in asked if p.queue is not None}) > 1
+            self.multi_queue = len({p.queue for p in asked if p.kind != "lose_confirm"}) > 1
         if not judge:
             return _Run(b, asked, True, "")
         try:

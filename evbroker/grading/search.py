@@ -36,6 +36,11 @@ class Search:
     kinds: tuple[str, ...]
     max_faults: int = 2
     slow_by: float = 5.0
+    #: Only faults in these queues (their workers, and publishes to them); None: everywhere.
+    queues: tuple[str, ...] | None = None
+
+    def only(self, point: eb.FaultPoint) -> bool:
+        return self.queues is None or point.queue in self.queues
 
     def faults(self) -> eb.Faults:
         return eb.Faults(**dict.fromkeys(self.kinds, 1.0), slow_by=self.slow_by)
@@ -63,7 +68,13 @@ def explore_answer(
         return True
 
     res = eb.explore(
-        build, invariant, faults=search.faults(), max_faults=search.max_faults, inject=True, smallest_only=smallest_only
+        build,
+        invariant,
+        faults=search.faults(),
+        max_faults=search.max_faults,
+        inject=True,
+        smallest_only=smallest_only,
+        only=search.only,
     )
     return res, runs
 
@@ -101,4 +112,6 @@ def replay_schedule_from(table: dict[str, Search], check_id: str, answer: Any, f
     def build(f: eb.Faults) -> eb.Broker:
         return search.scenario(answer, f).broker
 
-    return eb.explore.replay(build, list(faults), inject=True, kinds=search.faults())  # type: ignore[attr-defined]
+    return eb.explore.replay(  # type: ignore[attr-defined]
+        build, list(faults), inject=True, kinds=search.faults(), only=search.only
+    )
