@@ -200,8 +200,11 @@ def test_a_queue_that_loses_or_storms_is_rejected_in_the_learners_terms(case):
     message = rejected("04-no-order-lost", answer)
     for phrase in phrases:
         assert phrase in message, message
-    assert re.search(r"Replay: seed=\d+, fault: [a-z ,]+\. To watch it: b = ex04\.replay\(", message)
-    assert "declare_payments" in message
+    assert re.search(
+        r"Replay: the schedule \[.*\]\. To watch it: b = ex04\.replay_schedule\('04-no-order-lost', "
+        r"declare_payments, \[",
+        message,
+    )
     for answer_text in ("at-least-once", "exactly-once", "ack_timeout="):
         assert answer_text not in message, message
 
@@ -281,16 +284,34 @@ def test_a_set_up_that_drops_its_faults_is_still_broken_by_the_check():
     assert "was charged twice" in rejected("04-fix-double-charge", setup_payments)
 
 
+def hands_on_only_a_probe(b, faults):
+    """Passes the check's faults on only when they look like the check's probe (a predicate)."""
+    b.queue("payments", guarantee="at-least-once", ack_timeout=5.0)
+    b.worker("payments", charge, count=2, service_time=1.0, faults=faults if callable(faults.lose_delivery) else None)
+
+
+def trusting_run(setup_payments, seed, fault):
+    """The run as the check made it when it trusted the set-up to hand ``faults`` on."""
+    b = eb.Broker(seed=seed, settle_limit=ex04.SETTLE_LIMIT)
+    setup_payments(b, ex04.FIX_FAULTS[fault])
+    run = ex04.Run(b)
+    for i, amount in enumerate(ex04._amounts(seed, ex04.FIX_ORDERS)):
+        order = f"order-{i + 1}"
+        run.place(b.publish("payments", {"order": order, "amount": amount}, at=0.5 * i, key=order), order, amount)
+    run.stuck = ex04.run_settling(b)
+    return run
+
+
 def test_a_set_up_that_hands_on_only_the_faults_it_can_spot_is_caught():
-    """This one used to pass: it handed on the check's probe (a predicate) and dropped every real fault."""
-
-    def setup_payments(b, faults):
-        b.queue("payments", guarantee="at-least-once", ack_timeout=5.0)
-        b.worker(
-            "payments", charge, count=2, service_time=1.0, faults=faults if callable(faults.lose_delivery) else None
-        )
-
-    assert "was charged twice" in rejected("04-fix-double-charge", setup_payments)
+    """It passes 100 random seeds of every fault when the check trusts it to pass faults on (it
+    drops them all); the check now puts the faults on the workers itself, and the search finds the
+    single crash that charges twice."""
+    for seed in range(100):
+        for fault in ex04.FIX_FAULTS:
+            ex04._judge_fixed(trusting_run(hands_on_only_a_probe, seed, fault))
+    message = rejected("04-fix-double-charge", hands_on_only_a_probe)
+    assert message.startswith("Under this fault (m1 delivery 1: the worker crashes before its ack)")
+    assert "was charged twice" in message
 
 
 def test_the_search_finds_the_smallest_schedule_and_its_replay_rebuilds_it():

@@ -381,6 +381,33 @@ def test_a_key_of_order_and_amount_passes_the_random_seeds_and_is_caught_by_the_
     assert "To watch it: b = ex05.replay_schedule('05-payment-handler', charge_card, []" in message
 
 
+def claim_then_charge(msg, ctx):
+    """Claims each payment before charging it, and redoes the work on a redelivery (the claim may
+    be all that is left of a worker that died), marking the message done with the charge."""
+    payment = (msg.key, msg.payload["installment"])
+    if msg.attempt == 1 and ctx.seen(payment):  # a producer's retry of a payment already claimed
+        return
+    ctx.remember(payment, when="start")
+    ctx.effect("charge", order=msg.key, installment=msg.payload["installment"], amount=msg.payload["amount"])
+    ctx.remember(msg.id)
+
+
+def test_a_handler_that_passes_100_random_seeds_is_caught_by_the_search():
+    """Each fault alone is survived: a crash halfway is redone, a slow first delivery is rolled back
+    by the message id, a retry is skipped. A retry that is itself slow is redelivered as attempt 2,
+    which skips the check and charges again: two faults of two kinds, which no random seed (one
+    kind of fault at a time) ever combines."""
+    for seed in range(100):
+        for fault in ex05.PAYMENT_FAULTS:
+            ex05._judge_payments(ex05.paid_installments(claim_then_charge, seed, fault))
+    message = rejected("05-payment-handler", claim_then_charge)
+    assert message.startswith(
+        "Under these 2 faults (m1 publish: the producer never hears the confirm and publishes again; "
+        "m4 delivery 1: the worker is slow)"
+    )
+    assert "was charged twice" in message
+
+
 def test_the_searched_failure_is_the_smallest_schedule_and_replays():
     answer = charging(by_payment, when="after-ack")
     res, _ = explore_answer(ex05.PAYMENT_SEARCH, answer)
@@ -389,3 +416,31 @@ def test_the_searched_failure_is_the_smallest_schedule_and_replays():
     b = ex05.replay_schedule("05-payment-handler", answer, [tuple(p)[:3] for p in first.faults])
     assert b.trace.to_records() == first.broker.trace.to_records()
     assert explore_answer(ex05.PAYMENT_SEARCH, charging(by_payment))[0].ok
+
+
+@pytest.mark.parametrize(
+    ("check_id", "answer", "says"),
+    [
+        ("05-fix-shipping", shipping(lambda m: m.id, when="after-ack"), "given a label twice"),
+        ("05-fix-shipping", shipping(lambda m: m.id), "published the same order again"),
+        ("05-idempotent-refund", refunding(when="after-ack"), "was refunded twice"),
+        ("05-idempotent-refund", refunding(note_when_skipping=False), "never got the money back"),
+    ],
+)
+def test_each_searched_check_names_its_smallest_schedule_and_replays_it(check_id, answer, says):
+    message = rejected(check_id, answer)
+    assert says in message
+    schedule = ast.literal_eval(re.search(r"Replay: the schedule (\[.*?\])\.", message)[1])
+    search = ex05._SEARCHES[check_id]
+    res, _ = explore_answer(search, answer, smallest_only=True)
+    assert [tuple(p)[:3] for p in res.violations[0].faults] == schedule
+    assert all(len(v.faults) == len(schedule) for v in res.violations)
+    b = ex05.replay_schedule(check_id, answer, schedule)
+    assert b.trace.to_records() == res.violations[0].broker.trace.to_records()
+
+
+def test_the_shipping_search_never_breaks_the_email_service():
+    """Faults go to the shipping service and the publishes to it: a duplicate email is ship's doing."""
+    res, _ = explore_answer(ex05.SHIPPING_SEARCH, shipping(lambda m: m.key))
+    assert res.ok
+    assert {p.queue for o in res.outcomes for p in o.faults} == {"shipping"}

@@ -406,7 +406,7 @@ class _Search:
     def _build(self, faults: Faults, chosen: frozenset) -> Broker:
         try:
             b = self.build(faults)
-        except EvbrokerError:
+        except (EvbrokerError, AssertionError):  # the build's own words: pass them on as they are
             raise
         except Exception as exc:
             raise EvbrokerError(

@@ -341,9 +341,42 @@ def configured_payments(declare_payments: Callable[[eb.Broker], Any], seed: int,
     return run
 
 
+def searched_configured(declare_payments: Callable[[eb.Broker], Any], faults: eb.Faults) -> Run:
+    """The searched run of ``04-no-order-lost``, set up and not run: the learner's queue, two workers,
+    three orders one time unit apart, the middle one big (4 time units to charge)."""
+    b = eb.Broker(seed=0, settle_limit=SETTLE_LIMIT)
+    call_answer(declare_payments, b, what="declare_payments(b)")
+    expect(
+        QUEUE in b.queues,
+        f"declare_payments(b) should declare the queue {QUEUE!r}; it declared "
+        f"{', '.join(map(repr, b.queues)) or 'no queue'}.",
+    )
+    expect(
+        not b.workers,
+        "declare_payments(b) should only declare the queue: the check starts the workers itself "
+        f"(yours started {', '.join(b.workers)}).",
+    )
+    b.worker(QUEUE, charge, count=2, service_time=charge_time, faults=faults)
+    run = Run(b)
+    for i, amount in enumerate((25, 480, 60)):
+        order = f"order-{i + 1}"
+        mid = b.publish(QUEUE, {"order": order, "amount": amount}, at=float(i), key=order, by=PRODUCER)
+        run.place(mid, order, amount)
+    return run
+
+
+CONFIG_SEARCH = Search(
+    searched_configured,
+    lambda run: _judge_configured(run),
+    ("lose_delivery", "crash_before_process", "crash_during_process", "crash_before_ack"),
+    max_faults=2,
+)
+
+
 @register("04-no-order-lost", points=3, title="a queue that loses no order")
 def check_no_order_lost(declare_payments: Any) -> None:
     expect_callable(declare_payments, "declare_payments", params=1)
+    expect_every_schedule("04-no-order-lost", "declare_payments", CONFIG_SEARCH, declare_payments)
     for t in trials(seeds=SEEDS, fault=CONFIG_FAULTS):
         fault = t.labels["fault"]
         try:
@@ -474,7 +507,9 @@ def replay_schedule(check_id: str, answer: Callable[..., Any], faults: list[tupl
 
     >>> b = replay_schedule("04-fix-double-charge", setup_payments, [("lose_ack", "m1", 1)])  # doctest: +SKIP
     """
-    return replay_schedule_from({"04-fix-double-charge": FIX_SEARCH}, check_id, answer, faults)
+    return replay_schedule_from(
+        {"04-no-order-lost": CONFIG_SEARCH, "04-fix-double-charge": FIX_SEARCH}, check_id, answer, faults
+    )
 
 
 def replay(check_id: str, answer: Callable[..., Any], *, seed: int, fault: str) -> eb.Broker:

@@ -406,8 +406,9 @@ def refunded_orders(refund: Callable[[eb.Message, eb.Context], Any], seed: int, 
 
 
 #: The searched refunds: (order, amount, its commands and when they are sent). order-1 is charged
-#: then refunded (late enough that two faults on the charge cannot hold it up past the refund); order-2 is refunded though never charged (an orchestrator in doubt); order-3's
-#: charge is held up and arrives after its refund.
+#: then refunded (late enough that two faults on the charge cannot hold it up past the refund);
+#: order-2 is refunded though never charged (an orchestrator in doubt); order-3's charge is held
+#: up and arrives after its refund.
 SEARCHED_REFUNDS = (
     ("order-1", 10, (("charge", 0.0), ("refund", REFUNDS_FROM))),
     ("order-2", 20, (("refund", REFUNDS_FROM + 0.5),)),
