@@ -124,20 +124,57 @@ def setting_up(**options: Any) -> Callable:
     return setup_payments
 
 
-def random_seeds_05(answer: Any) -> None:
-    for t in trials(seeds=ex05.SEEDS, fault=ex05.PAYMENT_FAULTS):
-        try:
-            ex05._judge_payments(ex05.paid_installments(answer, t.seed, t.labels["fault"]))
-        except CheckFailed:
-            return
+def seeds(scenario: Callable, faults: dict, judge: Callable) -> Callable[[Any], None]:
+    """The 20 random seeds a check ran before it searched: every seed under every fault, until one fails."""
+
+    def run(answer: Any) -> None:
+        for t in trials(seeds=ex04.SEEDS, fault=faults):
+            try:
+                judge(scenario(answer, t.seed, t.labels["fault"]))
+            except CheckFailed:
+                return
+
+    return run
 
 
-def random_seeds_04(answer: Any) -> None:
-    for t in trials(seeds=ex04.SEEDS, fault=ex04.FIX_FAULTS):
-        try:
-            ex04._judge_fixed(ex04.fixed_payments(answer, t.seed, t.labels["fault"]))
-        except CheckFailed:
+random_seeds_04 = seeds(ex04.fixed_payments, ex04.FIX_FAULTS, ex04._judge_fixed)
+random_seeds_04_config = seeds(ex04.configured_payments, ex04.CONFIG_FAULTS, ex04._judge_configured)
+random_seeds_05 = seeds(ex05.paid_installments, ex05.PAYMENT_FAULTS, ex05._judge_payments)
+random_seeds_05_ship = seeds(ex05.shipped_orders, ex05.SHIPPING_FAULTS, ex05._judge_shipping)
+random_seeds_05_refund = seeds(
+    ex05.refunded_orders, ex05.REFUND_FAULTS, lambda run: ex05._judge_refunds(run, run.broker.seed)
+)
+
+
+def declaring(**options: Any) -> Callable:
+    def declare_payments(b: eb.Broker) -> None:
+        b.queue("payments", **options)
+
+    return declare_payments
+
+
+def shipping(key: Callable) -> Callable:
+    def ship(msg: eb.Message, ctx: eb.Context) -> None:
+        if ctx.seen(key(msg)):
             return
+        ctx.effect("label", order=msg.key, address=msg.payload["address"])
+        ctx.publish("order.shipped", {"order": msg.key}, key=msg.key)
+        ctx.remember(key(msg))
+
+    return ship
+
+
+def refunding(note_when_skipping: bool = True) -> Callable:
+    def refund(msg: eb.Message, ctx: eb.Context) -> None:
+        if ctx.seen((msg.key, "refund")):
+            return
+        charged = ctx.seen((msg.key, "charge"))
+        if charged:
+            ctx.effect("refund", order=msg.key, amount=msg.payload["amount"])
+        if charged or note_when_skipping:
+            ctx.remember((msg.key, "refund"))
+
+    return refund
 
 
 def main(repeats: int) -> int:
@@ -159,6 +196,8 @@ def main(repeats: int) -> int:
             print(f"  !! over the lesson target of {LESSON_TARGET_S:g} s")
     print(f"\nSearched checks, end to end, median of {repeats} (target: under {CHECK_TARGET_S:g} s each):")
     cases = [
+        ("04-no-order-lost", "at-least-once, 6 (right)", declaring(ack_timeout=6.0), random_seeds_04_config),
+        ("04-no-order-lost", "ack_timeout=60 (wrong)", declaring(ack_timeout=60.0), random_seeds_04_config),
         ("04-fix-double-charge", "exactly-once (right)", setting_up(guarantee="exactly-once"), random_seeds_04),
         ("04-fix-double-charge", "at-least-once (wrong)", setting_up(guarantee="at-least-once"), random_seeds_04),
         ("05-payment-handler", "(order, installment) (right)", payment_handler(by_payment), random_seeds_05),
@@ -169,6 +208,10 @@ def main(repeats: int) -> int:
             random_seeds_05,
         ),
         ("05-payment-handler", 'when="after-ack" (wrong)', payment_handler(by_payment, "after-ack"), random_seeds_05),
+        ("05-fix-shipping", "msg.key (right)", shipping(lambda m: m.key), random_seeds_05_ship),
+        ("05-fix-shipping", "msg.id (wrong)", shipping(lambda m: m.id), random_seeds_05_ship),
+        ("05-idempotent-refund", "note every refund (right)", refunding(), random_seeds_05_refund),
+        ("05-idempotent-refund", "no note when skipped (wrong)", refunding(False), random_seeds_05_refund),
     ]
     for check_id, label, answer, seeds in cases:
         secs, verdict = timed(lambda c=check_id, a=answer: outcome(c, a), repeats)
