@@ -444,3 +444,15 @@ def test_the_shipping_search_never_breaks_the_email_service():
     res, _ = explore_answer(ex05.SHIPPING_SEARCH, shipping(lambda m: m.key))
     assert res.ok
     assert {p.queue for o in res.outcomes for p in o.faults} == {"shipping"}
+
+
+def test_a_handler_that_floods_the_queue_is_told_so_instead_of_searched_for_minutes():
+    def charge_card(msg, ctx):
+        charging(by_payment)(msg, ctx)
+        if msg.payload.get("echo") is None:
+            for n in range(30):
+                ctx.publish("payments", {**msg.payload, "echo": n}, key=msg.key)
+
+    message = rejected("05-payment-handler", charge_card)
+    assert "too big to try every fault on" in message and "places where a fault could strike" in message
+    assert "replay_schedule('05-payment-handler', charge_card, [])" in message

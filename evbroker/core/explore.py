@@ -223,7 +223,7 @@ def explore(
         if not level:
             break
         if res.tried + len(level) > limit:
-            raise _too_large(res.tried + len(level), size, max_faults, res.points, limit, exact=False)
+            raise _too_large(res.tried + len(level), max_faults, res.points, limit)
         following: list[frozenset] = []
         for chosen in level:
             res.tried += 1
@@ -257,11 +257,12 @@ def explore(
                     "b.worker(..., faults=faults) and, for producer retries, b.publish(..., faults=faults); "
                     "or call explore(..., inject=True)."
                 )
-            estimate = _estimate(res.points, max_faults)
-            if estimate > limit:
-                raise _too_large(estimate, max_faults, max_faults, res.points, limit, exact=False)
         if smallest_only and found:
             break
+        if size == 0:
+            estimate = _estimate(res.points, max_faults)
+            if estimate > limit:
+                raise _too_large(estimate, max_faults, res.points, limit)
         level = following
     found.sort(key=lambda item: item[0])
     res.violations = [v for _, v in found]
@@ -498,14 +499,27 @@ def _estimate(points: int, max_faults: int) -> int:
     return sum(math.comb(points, k) for k in range(max_faults + 1))
 
 
-def _too_large(estimate: int, size: int, max_faults: int, points: int, limit: int, *, exact: bool) -> EvbrokerError:
+class SearchTooLarge(EvbrokerError):
+    """The search space is larger than ``limit`` schedules: ``estimate`` of them over ``points`` choice points."""
+
+    def __init__(self, message: str, *, estimate: int, points: int, limit: int) -> None:
+        super().__init__(message)
+        self.estimate = estimate
+        self.points = points
+        self.limit = limit
+
+
+def _too_large(estimate: int, max_faults: int, points: int, limit: int) -> SearchTooLarge:
     smaller = _estimate(points, max_faults - 1) if max_faults else 0
     hint = f"max_faults={max_faults - 1} (about {smaller} schedules), " if max_faults else ""
-    return EvbrokerError(
+    return SearchTooLarge(
         f"explore: the search space is too large: about {estimate} schedules with up to {max_faults} faults over "
         f"the {points} places a fault can strike in the fault-free run, more than limit={limit}. Try "
         f"{hint}a smaller scenario (fewer messages or workers in build), fewer kinds (faults=['lose_ack', "
-        f"'crash_before_ack']), or raise limit= if you can wait."
+        f"'crash_before_ack']), or raise limit= if you can wait.",
+        estimate=estimate,
+        points=points,
+        limit=limit,
     )
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import evbroker as eb
+from evbroker.core.explore import SearchTooLarge
 from evbroker.errors import one_of
 from evbroker.grading.outcome import CheckFailed
 
@@ -38,6 +39,8 @@ class Search:
     slow_by: float = 5.0
     #: Only faults in these queues (their workers, and publishes to them); None: everywhere.
     queues: tuple[str, ...] | None = None
+    #: Refuse an answer whose runs make more schedules than this (a right answer makes a few hundred).
+    limit: int = 4000
 
     def only(self, point: eb.FaultPoint) -> bool:
         return self.queues is None or point.queue in self.queues
@@ -74,6 +77,7 @@ def explore_answer(
         max_faults=search.max_faults,
         inject=True,
         smallest_only=smallest_only,
+        limit=search.limit,
         only=search.only,
     )
     return res, runs
@@ -81,7 +85,17 @@ def explore_answer(
 
 def expect_every_schedule(check_id: str, answer_name: str, search: Search, answer: Any) -> eb.Exploration:
     """Fail with the smallest failing schedule of ``search`` for ``answer``, and how to replay it."""
-    res, _ = explore_answer(search, answer, smallest_only=True)
+    try:
+        res, _ = explore_answer(search, answer, smallest_only=True)
+    except SearchTooLarge as big:
+        raise CheckFailed(
+            f"{answer_name} makes the check's small scenario too big to try every fault on: its fault-free run "
+            f"already has {big.points} places where a fault could strike (about {big.estimate} schedules of up "
+            f"to {search.max_faults} faults; a right answer makes a few hundred). Does it publish, or fail and "
+            "get redelivered, far more often than the work needs?",
+            replay=f"the fault-free schedule. To watch it: b = ex{check_id[:2]}.replay_schedule({check_id!r}, "
+            f"{answer_name}, []); print(b.trace.table())",
+        ) from None
     if res.ok:
         return res
     v = res.violations[0]
