@@ -9,6 +9,8 @@ schedule of up to two faults.
 from collections import Counter
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import evbroker as eb
 from evbroker.core.explore import FAULT_KINDS, FaultPoint, replay_line, schedule_faults
@@ -195,3 +197,50 @@ def test_a_run_that_cannot_settle_is_a_violation():
     ]
     assert "could not settle" in res.violations[0].message and "max_deliveries" in res.violations[0].message
     assert "slow_by=10" in res.violations[0].replay
+
+
+# ---------------------------------------------------------------------------- properties
+
+
+def scenario(guarantee, orders, workers, handler):
+    def build(faults):
+        b = eb.Broker(seed=0, settle_limit=6)
+        b.queue("payments", guarantee=guarantee, ack_timeout=3)
+        b.worker("payments", handler, count=workers, faults=faults)
+        for i in range(1, orders + 1):
+            b.publish("payments", {"amount": i}, at=0.5 * (i - 1), key=f"order-{i}", faults=faults)
+        return b
+
+    return build
+
+
+@settings(max_examples=15)
+@given(
+    guarantee=st.sampled_from(eb.GUARANTEES),
+    orders=st.integers(1, 2),
+    workers=st.integers(1, 2),
+    handler=st.sampled_from([naive, idempotent]),
+    max_faults=st.integers(0, 2),
+)
+def test_every_schedule_is_distinct_ordered_and_replays(guarantee, orders, workers, handler, max_faults):
+    """Distinct schedules leave distinct traces; violations come smallest first; each replays exactly."""
+    build = scenario(guarantee, orders, workers, handler)
+
+    def each_once(b):
+        counts = Counter(e.key for e in b.effects("charge"))
+        return all(counts[f"order-{i}"] == 1 for i in range(1, orders + 1)) or f"charges: {dict(counts)}"
+
+    res = eb.explore(build, each_once, max_faults=max_faults)
+    assert len(res.outcomes) == res.schedules <= res.tried
+    assert len({o.faults for o in res.outcomes}) == res.schedules
+    assert all(len(o.faults) <= max_faults for o in res.outcomes)
+    sizes = [len(v.faults) for v in res.violations]
+    assert sizes == sorted(sizes)
+    assert res.ok == (not any(not o.ok for o in res.outcomes))
+    traces = set()
+    for o in res.outcomes:
+        b = eb.explore.replay(build, o.faults)
+        traces.add(repr(b.trace.to_records()))
+    assert len(traces) == res.schedules  # equivalent schedules were merged, distinct ones were not
+    for v in res.violations[:3]:
+        assert eb.explore.replay(build, v.faults).trace.to_records() == v.broker.trace.to_records()
