@@ -21,7 +21,9 @@ records every question asked. The fault-free run lists the first choice points; 
 with faults asks new questions (the redelivery that exists only because an ack was lost),
 and those become choice points of larger schedules. Schedules are explored smallest first,
 as sets (choosing a then b is choosing b then a), and two schedules whose runs leave the
-very same trace are one schedule: only one of them is extended. This is the model
+very same trace are one schedule: only one of them is counted and extended. That happens when
+a fault of a schedule is never reached (it was placed on a delivery that no longer takes place
+once an earlier fault struck): the run is the smaller schedule's run, already explored. This is the model
 checker's idea (DSLabs, Jepsen's generators over fault schedules), at teaching size.
 
 The search is deterministic (no wall clock): it refuses a space larger than ``limit``
@@ -215,7 +217,7 @@ def explore(
     search = _Search(build, invariant, kinds, slow_by, retry_after, inject, only)
     res = Exploration(max_faults, kinds, name=_name(build))
     seen_sets: set[frozenset] = set()
-    seen_traces: set[int] = set()
+    seen_traces: set[tuple] = set()
     found: list[tuple[tuple, Violation]] = []
     level: list[frozenset] = [frozenset()]
     seen_sets.add(frozenset())
@@ -228,9 +230,9 @@ def explore(
         for chosen in level:
             res.tried += 1
             run = search.run(chosen)
-            if run.trace_hash in seen_traces:
+            if run.trace_key in seen_traces:
                 continue  # the very same run as a schedule explored already
-            seen_traces.add(run.trace_hash)
+            seen_traces.add(run.trace_key)
             res.schedules += 1
             ordered = run.ordered(chosen)
             res.outcomes.append(Outcome(ordered, run.ok, run.message))
@@ -305,14 +307,16 @@ def schedule_faults(points: Iterable[FaultPoint | Sequence[Any]], slow_by: float
 
 
 class _Run:
-    __slots__ = ("broker", "asked", "ok", "message", "trace_hash")
+    __slots__ = ("broker", "asked", "ok", "message", "trace_key")
 
     def __init__(self, broker: Broker, asked: list[FaultPoint], ok: bool, message: str) -> None:
         self.broker = broker
         self.asked = asked
         self.ok = ok
         self.message = message
-        self.trace_hash = hash(tuple(row[:8] for row in broker._events))
+        # the trace itself, compared exactly (a hash alone could merge two runs by accident);
+        # rows without their data dict, whose content the detail text already carries
+        self.trace_key = tuple(row[:8] for row in broker._events)
 
     def positions(self, chosen: frozenset) -> tuple[int, ...]:
         return tuple(sorted(self.asked.index(p) for p in chosen if p in self.asked))
