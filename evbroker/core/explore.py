@@ -23,8 +23,10 @@ and those become choice points of larger schedules. Schedules are explored small
 as sets (choosing a then b is choosing b then a), and two schedules whose runs leave the
 very same trace are one schedule: only one of them is counted and extended. That happens when
 a fault of a schedule is never reached (it was placed on a delivery that no longer takes place
-once an earlier fault struck): the run is the smaller schedule's run, already explored. This is the model
-checker's idea (DSLabs, Jepsen's generators over fault schedules), at teaching size.
+once an earlier fault struck): the run is the smaller schedule's run, already explored. This
+is a model checker's idea (DSLabs searches every interleaving of messages and failures of a
+student's distributed system), at teaching size; random fault injection (a seed, Jepsen's
+nemesis) samples the same space instead.
 
 The search is deterministic (no wall clock): it refuses a space larger than ``limit``
 schedules before running it, and says how large the space is and how to shrink it.
