@@ -439,6 +439,50 @@ def test_each_searched_check_names_its_smallest_schedule_and_replays_it(check_id
     assert b.trace.to_records() == res.violations[0].broker.trace.to_records()
 
 
+def claim_then_ship(msg, ctx):
+    """Claims the order before its label, redoes the work on a redelivery, marks the message done."""
+    if msg.attempt == 1 and ctx.seen(msg.key):
+        return
+    ctx.remember(msg.key, when="start")
+    ctx.effect("label", order=msg.key, address=msg.payload["address"])
+    ctx.publish("order.shipped", {"order": msg.key}, key=msg.key)
+    ctx.remember(msg.id)
+
+
+def claim_then_refund(msg, ctx):
+    """The same mistake in a refund: a redelivered refund skips the check."""
+    claim = (msg.key, "refund")
+    if msg.attempt == 1 and ctx.seen(claim):
+        return
+    ctx.remember(claim, when="start")
+    if ctx.seen((msg.key, "charge")):
+        ctx.effect("refund", order=msg.key, amount=msg.payload["amount"])
+    ctx.remember(msg.id)
+
+
+def test_a_shipping_fix_that_passes_100_random_seeds_is_caught_by_the_search():
+    """A retry of an order that is itself slow: two faults of two kinds, never combined by a seed."""
+    for seed in range(100):
+        for fault in ex05.SHIPPING_FAULTS:
+            ex05._judge_shipping(ex05.shipped_orders(claim_then_ship, seed, fault))
+    message = rejected("05-fix-shipping", claim_then_ship)
+    assert message.startswith(
+        "Under these 2 faults (m1 publish: the producer never hears the confirm and publishes again; "
+        "m3 delivery 1: the worker is slow)"
+    )
+    assert "given a label twice" in message
+
+
+def test_a_refund_that_passes_the_random_seeds_is_caught_by_the_search():
+    """The check's 20 seeds never catch it (over 100 seeds, 1 run in 600 does); the search always does."""
+    for t in ex05.trials(seeds=ex05.SEEDS, fault=ex05.REFUND_FAULTS):
+        run = ex05.refunded_orders(claim_then_refund, t.seed, t.labels["fault"])
+        ex05._judge_refunds(run, t.seed)
+    message = rejected("05-idempotent-refund", claim_then_refund)
+    assert message.startswith("Under these 2 faults (m2 publish: the producer never hears the confirm")
+    assert "was refunded twice" in message
+
+
 def test_the_shipping_search_never_breaks_the_email_service():
     """Faults go to the shipping service and the publishes to it: a duplicate email is ship's doing."""
     res, _ = explore_answer(ex05.SHIPPING_SEARCH, shipping(lambda m: m.key))
