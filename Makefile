@@ -73,6 +73,7 @@ grade: $(TESTKIT)
 bench: $(TESTKIT)
 	$(BIN)/python benchmarks/engine.py
 	$(BIN)/python benchmarks/widgets.py
+	$(BIN)/python benchmarks/explore.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis .ruff_cache artifacts

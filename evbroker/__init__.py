@@ -14,6 +14,7 @@ import importlib
 from typing import Any
 
 from evbroker.core import GUARANTEES, KINDS, Broker, Context, Effect, Faults, Message, Trace, TraceEvent
+from evbroker.core.explore import Exploration, FaultPoint, Violation, explore
 from evbroker.errors import EvbrokerError
 
 __version__ = "0.1.0"
@@ -27,10 +28,14 @@ __all__ = [
     "Context",
     "Effect",
     "EvbrokerError",
+    "Exploration",
+    "FaultPoint",
     "Faults",
     "Message",
     "Trace",
     "TraceEvent",
+    "Violation",
+    "explore",
     *_SUBMODULES,
 ]
 

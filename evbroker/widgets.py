@@ -15,6 +15,7 @@ from evbroker.views.delivery_explorer import DeliveryExplorer
 from evbroker.views.explorer import Explorer
 from evbroker.views.queue_explorer import QueueExplorer
 from evbroker.views.quiz import Quiz
+from evbroker.views.schedule_explorer import ScheduleExplorer
 from evbroker.views.workflow_explorer import WorkflowExplorer
 
-__all__ = ["DeliveryExplorer", "Explorer", "QueueExplorer", "Quiz", "WorkflowExplorer"]
+__all__ = ["DeliveryExplorer", "Explorer", "QueueExplorer", "Quiz", "ScheduleExplorer", "WorkflowExplorer"]

@@ -6,6 +6,7 @@ The solution is read from ``solutions/04_delivery_guarantees.ipynb`` (its set-up
 cells are executed), so these tests judge the answers the kit really ships.
 """
 
+import ast
 import contextlib
 import inspect
 import io
@@ -20,6 +21,7 @@ from evbroker.grading import checks_04 as ex04
 from evbroker.grading.cells import grade_id, graded_cells, is_answer, is_graded
 from evbroker.grading.execution import run_notebook
 from evbroker.grading.marking import UNANSWERED, mark
+from evbroker.grading.search import explore_answer
 
 SOLUTION = ROOT / "solutions" / "04_delivery_guarantees.ipynb"
 EXERCISE = ROOT / "exercises" / "04_delivery_guarantees.ipynb"
@@ -198,8 +200,11 @@ def test_a_queue_that_loses_or_storms_is_rejected_in_the_learners_terms(case):
     message = rejected("04-no-order-lost", answer)
     for phrase in phrases:
         assert phrase in message, message
-    assert re.search(r"Replay: seed=\d+, fault: [a-z ,]+\. To watch it: b = ex04\.replay\(", message)
-    assert "declare_payments" in message
+    assert re.search(
+        r"Replay: the schedule \[.*\]\. To watch it: b = ex04\.replay_schedule\('04-no-order-lost', "
+        r"declare_payments, \[",
+        message,
+    )
     for answer_text in ("at-least-once", "exactly-once", "ack_timeout="):
         assert answer_text not in message, message
 
@@ -239,7 +244,10 @@ def setting_up(**options):
 
 
 FIX_WRONG = {
-    "unchanged": (setting_up(guarantee="at-least-once", ack_timeout=5.0), ["was charged twice", "ack was lost"]),
+    "unchanged": (
+        setting_up(guarantee="at-least-once", ack_timeout=5.0),
+        ["was charged twice", "crashed after the work, before its ack left"],
+    ),
     # stops the double charge, and loses the order a crashed worker held
     "at-most-once": (setting_up(guarantee="at-most-once", ack_timeout=5.0), ["was never charged", "for good"]),
     # no redelivery at all: the first crash sends the order to dead letters
@@ -259,17 +267,70 @@ def test_a_fix_that_still_double_charges_or_loses_orders_is_rejected(case):
     for phrase in phrases:
         assert phrase in message, message
     assert re.search(
-        r"Replay: seed=\d+, fault: [a-z ]+\. To watch it: b = ex04\.replay\('04-fix-double-charge'", message
+        r"Replay: the schedule \[.*\]\. To watch it: b = ex04\.replay_schedule\('04-fix-double-charge', "
+        r"setup_payments, \[",
+        message,
     )
     assert "exactly-once" not in message, message
 
 
-def test_a_set_up_that_drops_its_faults_cannot_pass_unbroken():
+def test_a_set_up_that_drops_its_faults_is_still_broken_by_the_check():
+    """The check puts its faults on the workers itself: leaving out faults=faults changes nothing."""
+
     def setup_payments(b, faults):
         b.queue("payments", guarantee="at-least-once", ack_timeout=5.0)
         b.worker("payments", charge, count=2, service_time=1.0)
 
-    assert "faults=faults" in rejected("04-fix-double-charge", setup_payments)
+    assert "was charged twice" in rejected("04-fix-double-charge", setup_payments)
+
+
+def hands_on_only_a_probe(b, faults):
+    """Passes the check's faults on only when they look like the check's probe (a predicate)."""
+    b.queue("payments", guarantee="at-least-once", ack_timeout=5.0)
+    b.worker("payments", charge, count=2, service_time=1.0, faults=faults if callable(faults.lose_delivery) else None)
+
+
+def trusting_run(setup_payments, seed, fault):
+    """The run as the check made it when it trusted the set-up to hand ``faults`` on."""
+    b = eb.Broker(seed=seed, settle_limit=ex04.SETTLE_LIMIT)
+    setup_payments(b, ex04.FIX_FAULTS[fault])
+    run = ex04.Run(b)
+    for i, amount in enumerate(ex04._amounts(seed, ex04.FIX_ORDERS)):
+        order = f"order-{i + 1}"
+        run.place(b.publish("payments", {"order": order, "amount": amount}, at=0.5 * i, key=order), order, amount)
+    run.stuck = ex04.run_settling(b)
+    return run
+
+
+def test_a_set_up_that_hands_on_only_the_faults_it_can_spot_is_caught():
+    """It passes 100 random seeds of every fault when the check trusts it to pass faults on (it
+    drops them all); the check now puts the faults on the workers itself, and the search finds the
+    single crash that charges twice."""
+    for seed in range(100):
+        for fault in ex04.FIX_FAULTS:
+            ex04._judge_fixed(trusting_run(hands_on_only_a_probe, seed, fault))
+    message = rejected("04-fix-double-charge", hands_on_only_a_probe)
+    assert message.startswith("Under this fault (m1 delivery 1: the worker crashes before its ack)")
+    assert "was charged twice" in message
+
+
+def test_the_search_finds_the_smallest_schedule_and_its_replay_rebuilds_it():
+    answer, _ = FIX_WRONG["unchanged"]
+    res, _ = explore_answer(ex04.FIX_SEARCH, answer)
+    first = res.violations[0]
+    assert len(first.faults) == 1 and first.faults[0].kind in ("crash_before_ack", "lose_ack")
+    b = ex04.replay_schedule("04-fix-double-charge", answer, [tuple(p)[:3] for p in first.faults])
+    assert b.trace.to_records() == first.broker.trace.to_records()
+
+
+def test_a_fix_that_loses_an_order_only_when_two_faults_meet_is_caught_by_the_search():
+    """max_deliveries=2 survives one failed delivery per order; the random seeds (one fault kind at a
+    time, each delivery struck with chance 0.3) may or may not put two on one order, the search does."""
+    answer = setting_up(guarantee="exactly-once", ack_timeout=5.0, max_deliveries=2)
+    res, _ = explore_answer(ex04.FIX_SEARCH, answer)
+    assert not res.ok
+    assert len(res.violations[0].faults) == 2
+    assert "dead letters" in res.violations[0].message
 
 
 # ---------------------------------------------------------------------------- replay and stories
@@ -279,9 +340,16 @@ def test_the_replay_line_rebuilds_the_failing_run():
     answer, _ = FIX_WRONG["unchanged"]
     message = rejected("04-fix-double-charge", answer)
     order = re.search(r"^(order-\d+) was charged twice", message, re.M)[1]
-    seed, fault = re.search(r"seed=(\d+), fault: ([a-z ]+)\.", message).groups()
-    b = ex04.replay("04-fix-double-charge", answer, seed=int(seed), fault=fault)
+    schedule = ast.literal_eval(re.search(r"Replay: the schedule (\[.*?\])\.", message)[1])
+    b = ex04.replay_schedule("04-fix-double-charge", answer, schedule)
     assert sum(e.key == order for e in b.effects("charge")) == 2
+
+
+def test_the_random_runs_still_replay_by_seed():
+    answer, _ = FIX_WRONG["unchanged"]
+    run = ex04.fixed_payments(answer, 3, "lost acks")
+    b = ex04.replay("04-fix-double-charge", answer, seed=3, fault="lost acks")
+    assert b.trace.to_records() == run.broker.trace.to_records()
 
 
 def test_replay_names_the_checks_and_faults_it_knows():

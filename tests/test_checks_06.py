@@ -182,6 +182,29 @@ def test_too_few_too_many_or_not_whole_workers_are_rejected(wrong, says):
     assert "ceil" not in message
 
 
+def test_one_more_than_the_whole_part_passes_random_loads_and_is_caught_on_whole_ones():
+    """``int(x) + 1`` used to pass: no random load needs a whole number of workers exactly."""
+
+    def wrong(rate, service_time):
+        return int(rate * service_time) + 1
+
+    for seed in range(100):
+        rate, service_time = ex06.loads(seed)
+        assert wrong(rate, service_time) == math.ceil(rate * service_time)
+    message = rejected("06-fewest-workers", wrong)
+    assert "but fewer would too" in message
+
+
+def test_every_whole_load_needs_exactly_its_capacity():
+    for rate, service_time in ex06.WHOLE_LOADS:
+        n = round(rate * service_time)
+        assert n == rate * service_time
+        assert ex06.waiting_at(ex06.rush(n, rate, service_time).trace, "payments", ex06.RUSH_LENGTH) <= ex06.BOUNDED
+        if n > 1:
+            grown = ex06.waiting_at(ex06.rush(n - 1, rate, service_time).trace, "payments", ex06.RUSH_LENGTH)
+            assert grown > 2 * ex06.BOUNDED
+
+
 def test_a_growing_queue_says_how_far_it_grew_and_how_to_watch_it():
     message = rejected("06-fewest-workers", lambda rate, service_time: max(1, math.floor(rate * service_time)))
     assert "orders were waiting" in message

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import evbroker as eb
+from evbroker.core.explore import inject_faults
 from evbroker.errors import EvbrokerError, one_of
 from evbroker.grading.authoring import (
     call_answer,
@@ -40,6 +41,7 @@ from evbroker.grading.authoring import (
 )
 from evbroker.grading.outcome import CheckFailed
 from evbroker.grading.registry import register
+from evbroker.grading.search import Search, expect_every_schedule, replay_schedule_from
 
 QUEUE = "payments"
 PRODUCER = "checkout"
@@ -344,9 +346,42 @@ def configured_payments(declare_payments: Callable[[eb.Broker], Any], seed: int,
     return run
 
 
+def searched_configured(declare_payments: Callable[[eb.Broker], Any], faults: eb.Faults) -> Run:
+    """The searched run of ``04-no-order-lost``, set up and not run: the learner's queue, two workers,
+    three orders one time unit apart, the middle one big (4 time units to charge)."""
+    b = eb.Broker(seed=0, settle_limit=SETTLE_LIMIT)
+    call_answer(declare_payments, b, what="declare_payments(b)")
+    expect(
+        QUEUE in b.queues,
+        f"declare_payments(b) should declare the queue {QUEUE!r}; it declared "
+        f"{', '.join(map(repr, b.queues)) or 'no queue'}.",
+    )
+    expect(
+        not b.workers,
+        "declare_payments(b) should only declare the queue: the check starts the workers itself "
+        f"(yours started {', '.join(b.workers)}).",
+    )
+    b.worker(QUEUE, charge, count=2, service_time=charge_time, faults=faults)
+    run = Run(b)
+    for i, amount in enumerate((25, 480, 60)):
+        order = f"order-{i + 1}"
+        mid = b.publish(QUEUE, {"order": order, "amount": amount}, at=float(i), key=order, by=PRODUCER)
+        run.place(mid, order, amount)
+    return run
+
+
+CONFIG_SEARCH = Search(
+    searched_configured,
+    lambda run: _judge_configured(run),
+    ("lose_delivery", "crash_before_process", "crash_during_process", "crash_before_ack"),
+    max_faults=2,
+)
+
+
 @register("04-no-order-lost", points=3, title="a queue that loses no order")
 def check_no_order_lost(declare_payments: Any) -> None:
     expect_callable(declare_payments, "declare_payments", params=1)
+    expect_every_schedule("04-no-order-lost", "declare_payments", CONFIG_SEARCH, declare_payments)
     for t in trials(seeds=SEEDS, fault=CONFIG_FAULTS):
         fault = t.labels["fault"]
         try:
@@ -395,14 +430,13 @@ FIX_FAULTS: dict[str, eb.Faults] = {
     "crashes during processing": eb.Faults(crash_during_process=0.3),
     "lost deliveries": eb.Faults(lose_delivery=0.3),
 }
-#: Proves that a set-up passes its ``faults`` on: the first delivery of every message is lost.
-_PROBE = eb.Faults(lose_delivery=lambda m: m.attempt == 1)
 
 
 def fixed_payments(setup_payments: Callable[[eb.Broker, eb.Faults], Any], seed: int, fault: str) -> Run:
     """The run of ``04-fix-double-charge``: ``setup_payments(b, faults)`` declares the queue and
-    starts its workers with ``faults`` (a value of :data:`FIX_FAULTS`); ``checkout`` places eight
-    orders half a time unit apart."""
+    starts its workers; the check then puts ``faults`` (a value of :data:`FIX_FAULTS`) on every
+    worker itself, whatever the set-up handed them; ``checkout`` places eight orders half a time
+    unit apart."""
     faults = pick(FIX_FAULTS, fault)
     b = _set_up(setup_payments, seed, faults)
     run = Run(b)
@@ -423,26 +457,44 @@ def _set_up(setup_payments: Callable[[eb.Broker, eb.Faults], Any], seed: int, fa
         f"{', '.join(map(repr, b.queues)) or 'no queue'}.",
     )
     expect(b.workers, f"setup_payments(b, faults) should start the workers of {QUEUE!r}; it started none.")
+    inject_faults(b, faults)  # the check breaks the workers itself: it does not rely on faults=faults
     return b
+
+
+def searched_payments(setup_payments: Callable[[eb.Broker, eb.Faults], Any], faults: eb.Faults) -> Run:
+    """The searched run of ``04-fix-double-charge``, set up and not run: three orders one time unit
+    apart through ``setup_payments``; ``faults`` go on its workers (put there by the search)."""
+    b = _set_up(setup_payments, 0, faults)
+    run = Run(b)
+    for i, amount in enumerate((25, 25, 60)):
+        order = f"order-{i + 1}"
+        mid = b.publish(QUEUE, {"order": order, "amount": amount}, at=float(i), key=order, by=PRODUCER)
+        run.place(mid, order, amount)
+    return run
+
+
+def _judge_fixed(run: Run) -> None:
+    fail_unless_settled(run)
+    expect_each_order_charged(run, at_most_once=True)
+
+
+FIX_SEARCH = Search(
+    searched_payments,
+    _judge_fixed,
+    ("lose_delivery", "crash_before_process", "crash_during_process", "crash_before_ack", "lose_ack"),
+    max_faults=2,
+)
 
 
 @register("04-fix-double-charge", points=3, title="fix the double charge")
 def check_fix_double_charge(setup_payments: Any) -> None:
     expect_callable(setup_payments, "setup_payments", params=2)
-    probe = _set_up(setup_payments, 0, _PROBE)
-    probe.publish(QUEUE, {"order": "order-1", "amount": 25}, key="order-1", by=PRODUCER)
-    run_settling(probe)
-    expect(
-        probe.trace.where(kind="delivery-lost"),
-        "setup_payments(b, faults) should hand `faults` to the workers it starts (faults=faults): the check "
-        "breaks things through it, and no fault it asked for ever happened.",
-    )
+    expect_every_schedule("04-fix-double-charge", "setup_payments", FIX_SEARCH, setup_payments)
     for t in trials(seeds=SEEDS, fault=FIX_FAULTS):
         fault = t.labels["fault"]
         try:
             run = fixed_payments(setup_payments, t.seed, fault)
-            fail_unless_settled(run)
-            expect_each_order_charged(run, at_most_once=True)
+            _judge_fixed(run)
         except CheckFailed as failure:
             raise failure.with_replay(replay_line("04-fix-double-charge", "setup_payments", t.seed, fault)) from None
 
@@ -453,6 +505,16 @@ _REPLAYS: dict[str, tuple[Callable[[Any, int, str], Run], Mapping[str, Any]]] = 
     "04-no-order-lost": (configured_payments, CONFIG_FAULTS),
     "04-fix-double-charge": (fixed_payments, FIX_FAULTS),
 }
+
+
+def replay_schedule(check_id: str, answer: Callable[..., Any], faults: list[tuple]) -> eb.Broker:
+    """Rebuild one fault schedule a searched check names, with your answer; returns the broker (already run).
+
+    >>> b = replay_schedule("04-fix-double-charge", setup_payments, [("lose_ack", "m1", 1)])  # doctest: +SKIP
+    """
+    return replay_schedule_from(
+        {"04-no-order-lost": CONFIG_SEARCH, "04-fix-double-charge": FIX_SEARCH}, check_id, answer, faults
+    )
 
 
 def replay(check_id: str, answer: Callable[..., Any], *, seed: int, fault: str) -> eb.Broker:

@@ -39,6 +39,7 @@ from evbroker.grading.checks_04 import (
 )
 from evbroker.grading.outcome import CheckFailed
 from evbroker.grading.registry import register
+from evbroker.grading.search import Search, expect_every_schedule, replay_schedule_from
 
 PRODUCER = "checkout"
 CUSTOMERS = ("ada", "grace", "alan", "edsger")
@@ -152,19 +153,55 @@ def paid_installments(charge_card: Callable[[eb.Message, eb.Context], Any], seed
     return run
 
 
+#: The searched scenario: (order, installment, customer, amount, publish time). order-1 is paid in two
+#: installments of the same amount, and ada orders twice: a dedupe key too broad shows at once.
+SEARCHED_PAYMENTS = (
+    ("order-1", 1, "ada", 30, 0.0),
+    ("order-2", 1, "ada", 30, 0.5),
+    ("order-1", 2, "ada", 30, INSTALLMENT_GAP),
+)
+
+
+def searched_installments(charge_card: Callable[[eb.Message, eb.Context], Any], faults: eb.Faults) -> Run:
+    """The searched run of ``05-payment-handler``, set up and not run: :data:`SEARCHED_PAYMENTS` to
+    ``payments`` (at-least-once, ``ack_timeout=3``), two workers running ``charge_card``, ``faults``
+    on the workers and on checkout's publishes."""
+    b = eb.Broker(seed=0, settle_limit=SETTLE_LIMIT)
+    b.queue("payments", guarantee="at-least-once", ack_timeout=3)
+    b.worker("payments", charge_card, count=2, service_time=1, faults=faults)
+    run = Run(b)
+    for order, installment, customer, amount, at in SEARCHED_PAYMENTS:
+        payload = {"order": order, "installment": installment, "customer": customer, "amount": amount}
+        mid = b.publish("payments", payload, at=at, key=order, by=PRODUCER, faults=faults)
+        run.place(mid, installment_label(order, installment), amount)
+    return run
+
+
+def _judge_payments(run: Run) -> None:
+    _fail_on_handler_error(run, "charge_card")
+    fail_unless_settled(run)
+    _expect_charges_name_their_payment(run.broker)
+    expect_each_order_charged(run, at_most_once=True, work_of=lambda e: installment_label(e["order"], e["installment"]))
+
+
+PAYMENT_SEARCH = Search(
+    searched_installments,
+    _judge_payments,
+    ("crash_during_process", "crash_before_ack", "lose_ack", "slow", "lose_confirm"),
+    max_faults=2,
+    slow_by=3.0,
+)
+
+
 @register("05-payment-handler", points=3, title="an idempotent payment handler")
 def check_payment_handler(charge_card: Any) -> None:
     expect_callable(charge_card, "charge_card", params=2)
+    expect_every_schedule("05-payment-handler", "charge_card", PAYMENT_SEARCH, charge_card)
     for t in trials(seeds=SEEDS, fault=PAYMENT_FAULTS):
         fault = t.labels["fault"]
         try:
             run = paid_installments(charge_card, t.seed, fault)
-            _fail_on_handler_error(run, "charge_card")
-            fail_unless_settled(run)
-            _expect_charges_name_their_payment(run.broker)
-            expect_each_order_charged(
-                run, at_most_once=True, work_of=lambda e: installment_label(e["order"], e["installment"])
-            )
+            _judge_payments(run)
         except CheckFailed as failure:
             raise failure.with_replay(replay_line("05-payment-handler", "charge_card", t.seed, fault)) from None
 
@@ -232,30 +269,63 @@ def shipped_orders(ship: Callable[[eb.Message, eb.Context], Any], seed: int, fau
     return run
 
 
+def _judge_shipping(run: Run) -> None:
+    _fail_on_handler_error(run, "ship")
+    fail_unless_settled(run)
+    for e in run.broker.effects("label"):
+        if e.data.get("order") != e.key:
+            raise CheckFailed(
+                f"ship printed a label with {e.data} while handling {e.key} ({e.msg}); keep the label as "
+                "it was: ctx.effect('label', order=msg.key, address=...)."
+            )
+    expect_each_order_charged(run, at_most_once=True, effect="label", verb="given a label")
+    mails = Counter(e["order"] for e in run.broker.effects("email"))
+    for order in run.messages():
+        n = mails[order]
+        if n != 1:
+            raise CheckFailed(
+                f"{order}'s order.shipped event was published {count_times(n)}, so the customer got "
+                f"{n} 'on its way' email{'s' if n != 1 else ''}.\n" + run.story(order)
+            )
+
+
+def searched_shipping(ship: Callable[[eb.Message, eb.Context], Any], faults: eb.Faults) -> Run:
+    """The searched run of ``05-fix-shipping``, set up and not run: two paid orders to ``shipping``
+    (two workers running ``ship``), the ``email`` service behind ``order.shipped``; the search
+    places its faults in the shipping service and on the publishes to it, never in the email
+    service."""
+    b = eb.Broker(seed=0, settle_limit=SETTLE_LIMIT)
+    b.topic("order.shipped")
+    b.queue("shipping", guarantee="at-least-once", ack_timeout=3)
+    b.queue("email", bind="order.shipped")
+    b.worker("shipping", ship, count=2, service_time=1, faults=faults)
+    b.worker("email", send_email, service_time=0.1)
+    run = Run(b)
+    for i, address in enumerate(ADDRESSES[:2]):
+        order = f"order-{i + 1}"
+        mid = b.publish("shipping", {"order": order, "address": address}, at=0.5 * i, key=order, by="payments")
+        run.placed[mid] = order
+    return run
+
+
+SHIPPING_SEARCH = Search(
+    searched_shipping,
+    _judge_shipping,
+    ("crash_during_process", "crash_before_ack", "lose_ack", "slow", "lose_confirm"),
+    max_faults=2,
+    slow_by=3.0,
+    queues=("shipping",),
+)
+
+
 @register("05-fix-shipping", points=3, title="fix the double label")
 def check_fix_shipping(ship: Any) -> None:
     expect_callable(ship, "ship", params=2)
+    expect_every_schedule("05-fix-shipping", "ship", SHIPPING_SEARCH, ship)
     for t in trials(seeds=SEEDS, fault=SHIPPING_FAULTS):
         fault = t.labels["fault"]
         try:
-            run = shipped_orders(ship, t.seed, fault)
-            _fail_on_handler_error(run, "ship")
-            fail_unless_settled(run)
-            for e in run.broker.effects("label"):
-                if e.data.get("order") != e.key:
-                    raise CheckFailed(
-                        f"ship printed a label with {e.data} while handling {e.key} ({e.msg}); keep the label as "
-                        "it was: ctx.effect('label', order=msg.key, address=...)."
-                    )
-            expect_each_order_charged(run, at_most_once=True, effect="label", verb="given a label")
-            mails = Counter(e["order"] for e in run.broker.effects("email"))
-            for order in run.messages():
-                n = mails[order]
-                if n != 1:
-                    raise CheckFailed(
-                        f"{order}'s order.shipped event was published {count_times(n)}, so the customer got "
-                        f"{n} 'on its way' email{'s' if n != 1 else ''}.\n" + run.story(order)
-                    )
+            _judge_shipping(shipped_orders(ship, t.seed, fault))
         except CheckFailed as failure:
             raise failure.with_replay(replay_line("05-fix-shipping", "ship", t.seed, fault)) from None
 
@@ -338,9 +408,51 @@ def refunded_orders(refund: Callable[[eb.Message, eb.Context], Any], seed: int, 
     return run
 
 
+#: The searched refunds: (order, amount, its commands and when they are sent). order-1 is charged
+#: then refunded (late enough that two faults on the charge cannot hold it up past the refund);
+#: order-2 is refunded though never charged (an orchestrator in doubt); order-3's charge is held
+#: up and arrives after its refund.
+SEARCHED_REFUNDS = (
+    ("order-1", 10, (("charge", 0.0), ("refund", REFUNDS_FROM))),
+    ("order-2", 20, (("refund", REFUNDS_FROM + 0.5),)),
+    ("order-3", 30, (("refund", REFUNDS_FROM + 1.0), ("charge", LATE_CHARGE_AT))),
+)
+
+
+def searched_refunds(refund: Callable[[eb.Message, eb.Context], Any], faults: eb.Faults) -> Run:
+    """The searched run of ``05-idempotent-refund``, set up and not run: :data:`SEARCHED_REFUNDS`
+    to ``payment`` (at-least-once, ``ack_timeout=3``), two workers running :func:`payment_service`."""
+    b = eb.Broker(seed=0, settle_limit=SETTLE_LIMIT)
+    b.queue("payment", guarantee="at-least-once", ack_timeout=3)
+    b.worker("payment", payment_service(refund), count=2, service_time=1, faults=faults)
+    run = Run(b)
+    for order, amount, commands in SEARCHED_REFUNDS:
+        run.amounts[order] = amount
+        for command, at in commands:
+            payload = {"command": command, "order": order, "amount": amount}
+            run.placed[b.publish("payment", payload, at=at, key=order, by=ORCHESTRATOR, faults=faults)] = order
+    return run
+
+
+def _judge_searched_refunds(run: Run) -> None:
+    _fail_on_handler_error(run, "refund")
+    fail_unless_settled(run)
+    _judge_refunds_for(run, {"order-1", "order-2", "order-3"}, "order-3")
+
+
+REFUND_SEARCH = Search(
+    searched_refunds,
+    _judge_searched_refunds,
+    ("crash_during_process", "crash_before_ack", "lose_ack", "slow", "lose_confirm"),
+    max_faults=2,
+    slow_by=3.0,
+)
+
+
 @register("05-idempotent-refund", points=2, title="an idempotent refund")
 def check_refund(refund: Any) -> None:
     expect_callable(refund, "refund", params=2)
+    expect_every_schedule("05-idempotent-refund", "refund", REFUND_SEARCH, refund)
     for t in trials(seeds=SEEDS, fault=REFUND_FAULTS):
         fault = t.labels["fault"]
         try:
@@ -353,6 +465,13 @@ def check_refund(refund: Any) -> None:
 
 
 def _judge_refunds(run: Run, seed: int) -> None:
+    asked = {order for order, _, _, refunded in refund_plan(seed) if refunded} | {_overtaken(seed)}
+    _judge_refunds_for(run, asked, _overtaken(seed))
+
+
+def _judge_refunds_for(run: Run, asked: set[str], late: str) -> None:
+    """Fail on a refund nobody asked for, twice, of a charge that never happened, or missing;
+    ``asked``: the orders whose refund was sent; ``late``: the one whose charge came after its refund."""
     b = run.broker
     for e in b.effects("refund"):
         if e.data.get("order") != e.key or "amount" not in e.data:
@@ -362,7 +481,6 @@ def _judge_refunds(run: Run, seed: int) -> None:
             )
     charges = Counter(e.key for e in b.effects("charge"))
     refunds = Counter(e.key for e in b.effects("refund"))
-    asked = {order for order, _, _, refunded in refund_plan(seed) if refunded} | {_overtaken(seed)}
     for order, amount in run.amounts.items():
         charged, refunded = charges[order], refunds[order]
         if refunded and order not in asked:
@@ -375,7 +493,7 @@ def _judge_refunds(run: Run, seed: int) -> None:
                 "took.\n" + run.story(order)
             )
         if order in asked and charged > refunded:
-            overtaken = order == _overtaken(seed)
+            overtaken = order == late
             raise CheckFailed(
                 f"{order} was charged {amount} and its refund command came, yet the customer never got the money "
                 "back."
@@ -470,6 +588,22 @@ _REPLAYS = {
     "05-idempotent-refund": (refunded_orders, REFUND_FAULTS),
     "05-provider-charge": (provider_charges, PROVIDER_FAULTS),
 }
+
+
+_SEARCHES = {
+    "05-payment-handler": PAYMENT_SEARCH,
+    "05-fix-shipping": SHIPPING_SEARCH,
+    "05-idempotent-refund": REFUND_SEARCH,
+}
+
+
+def replay_schedule(check_id: str, answer: Callable[..., Any], faults: list[tuple]) -> eb.Broker:
+    """Rebuild one fault schedule a searched check names, with your answer; returns the broker (already run).
+
+    >>> b = replay_schedule("05-payment-handler", charge_card, [("lose_ack", "m1", 1)])  # doctest: +SKIP
+    >>> print(b.trace.table())                                                         # doctest: +SKIP
+    """
+    return replay_schedule_from(_SEARCHES, check_id, answer, faults)
 
 
 def replay(check_id: str, answer: Callable[..., Any], *, seed: int, fault: str) -> eb.Broker:

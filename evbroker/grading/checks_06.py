@@ -392,6 +392,11 @@ def loads(seed: int) -> tuple[float, float]:
             return rate, service_time
 
 
+#: Loads that need a whole number of workers exactly (each product exact in binary floating point):
+#: ``int(x) + 1`` hires one too many here, while ``ceil`` does not.
+WHOLE_LOADS = ((2.0, 1.0), (5.0, 0.6), (4.0, 0.75), (1.0, 1.0))
+
+
 def rush(workers: int, orders_per_unit: float, service_time: float) -> eb.Broker:
     """``workers`` workers taking ``service_time`` each, orders arriving evenly at ``orders_per_unit``
     for :data:`RUSH_LENGTH` time units. Run it and return the broker."""
@@ -411,8 +416,7 @@ def _waiting_when_arrivals_stop(b: eb.Broker) -> int:
 @register("06-fewest-workers", points=2, title="the fewest workers", exercise="08")
 def check_fewest_workers(fewest_workers: Any) -> None:
     expect_callable(fewest_workers, "fewest_workers", params=2)
-    for seed in SEEDS:
-        rate, service_time = loads(seed)
+    for rate, service_time in [*(loads(seed) for seed in SEEDS), *WHOLE_LOADS]:
         call = f"fewest_workers({rate:g}, {service_time:g})"
         n = call_answer(fewest_workers, rate, service_time, what=call)
         load = f"With {rate:g} orders per time unit, each taking {service_time:g}"

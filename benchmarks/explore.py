@@ -1,0 +1,238 @@
+"""Exhaustive fault-schedule search: how fast, and what it costs next to the alternatives.
+
+Three measurements, each the median CPU time of this process over a few repeats (the machine
+is shared; CPU time is what the search itself costs):
+
+1. Lesson 05's scenario (two orders, two payment workers, every fault kind, up to two faults):
+   ``eb.explore`` on the plain consumer and on the business-key one, in distinct schedules per
+   second and time to exhaust. Beside it, the same space searched without deduplication: every
+   ordered sequence of faults (choosing a then b apart from b then a) and no trace hashing,
+   the way a naive nested loop over fault placements would do it.
+2. Each searched exercise check, end to end (``score(check_id, answer)``) for a right answer
+   (the whole space) and a wrong one (stops at the smallest failing size), against the 20
+   random seeds the check ran before it searched. Target: every check answers within 2 s.
+3. Bigger bounds for lesson 05's scenario (``max_faults=3``), to show how the space grows.
+
+    .venv/bin/python benchmarks/explore.py        # 5 repeats
+    .venv/bin/python benchmarks/explore.py 9      # repeats
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import evbroker as eb
+from evbroker.core.explore import FAULT_KINDS, _Search
+from evbroker.grading import CheckFailed, score
+from evbroker.grading import checks_04 as ex04
+from evbroker.grading import checks_05 as ex05
+from evbroker.grading.authoring import trials
+
+CHECK_TARGET_S = 2.0
+LESSON_TARGET_S = 5.0
+
+
+def charge(msg: eb.Message, ctx: eb.Context) -> None:
+    ctx.effect("charge", order=msg.payload["order"], amount=msg.payload["amount"])
+
+
+def charge_once_per_order(msg: eb.Message, ctx: eb.Context) -> None:
+    if ctx.seen(msg.key):
+        return
+    ctx.effect("charge", order=msg.payload["order"], amount=msg.payload["amount"])
+    ctx.remember(msg.key)
+
+
+def two_orders(handler: Callable[..., Any]) -> Callable[[eb.Faults], eb.Broker]:
+    """Lesson 05's scenario, as its 'Every way it can go wrong' section writes it."""
+
+    def build(faults: eb.Faults) -> eb.Broker:
+        b = eb.Broker(seed=0)
+        b.queue("payments", guarantee="at-least-once", ack_timeout=3)
+        b.worker("payments", handler, count=2, service_time=1, faults=faults)
+        for i, order in enumerate(["order-1", "order-2"]):
+            payload = {"order": order, "amount": 10 * (i + 1)}
+            b.publish("payments", payload, at=0.5 * i, key=order, by="checkout", faults=faults)
+        return b
+
+    return build
+
+
+def charged_once(b: eb.Broker) -> bool | str:
+    counted = Counter(e["order"] for e in b.effects("charge"))
+    wrong = [f"{o} charged {counted[o]} times" for o in ("order-1", "order-2") if counted[o] != 1]
+    return "; ".join(wrong) or True
+
+
+def undeduplicated(build: Callable[[eb.Faults], eb.Broker], invariant: Callable, max_faults: int) -> tuple[int, int]:
+    """Every ordered sequence of up to ``max_faults`` faults, no dedupe: (runs, violations)."""
+    search = _Search(build, invariant, FAULT_KINDS, 5.0, 1.0, False)
+    runs = bad = 0
+    stack: list[tuple] = [()]
+    while stack:
+        seq = stack.pop()
+        run = search.run(frozenset(seq))
+        runs += 1
+        bad += not run.ok
+        if len(seq) < max_faults:
+            stack.extend((*seq, p) for p in run.asked if p not in seq)
+    return runs, bad
+
+
+def timed(fn: Callable[[], Any], repeats: int) -> tuple[float, Any]:
+    """Median CPU seconds of this process (other load on a shared machine disturbs it less than wall time)."""
+    times, result = [], None
+    for _ in range(repeats):
+        start = time.process_time()
+        result = fn()
+        times.append(time.process_time() - start)
+    return max(statistics.median(times), 1e-6), result
+
+
+def outcome(check_id: str, answer: Any) -> str:
+    try:
+        score(check_id, answer)
+    except CheckFailed:
+        return "rejected"
+    return "passed"
+
+
+def by_payment(msg: eb.Message) -> tuple:
+    return (msg.key, msg.payload["installment"])
+
+
+def payment_handler(key: Callable, when: str = "commit") -> Callable:
+    def charge_card(msg: eb.Message, ctx: eb.Context) -> None:
+        if ctx.seen(key(msg)):
+            return
+        ctx.effect("charge", order=msg.key, installment=msg.payload["installment"], amount=msg.payload["amount"])
+        ctx.remember(key(msg), when=when)
+
+    return charge_card
+
+
+def setting_up(**options: Any) -> Callable:
+    def setup_payments(b: eb.Broker, faults: eb.Faults) -> None:
+        b.queue("payments", **options)
+        b.worker("payments", ex04.charge, count=2, service_time=1.0, faults=faults)
+
+    return setup_payments
+
+
+def seeds(scenario: Callable, faults: dict, judge: Callable) -> Callable[[Any], None]:
+    """The 20 random seeds a check ran before it searched: every seed under every fault, until one fails."""
+
+    def run(answer: Any) -> None:
+        for t in trials(seeds=ex04.SEEDS, fault=faults):
+            try:
+                judge(scenario(answer, t.seed, t.labels["fault"]))
+            except CheckFailed:
+                return
+
+    return run
+
+
+random_seeds_04 = seeds(ex04.fixed_payments, ex04.FIX_FAULTS, ex04._judge_fixed)
+random_seeds_04_config = seeds(ex04.configured_payments, ex04.CONFIG_FAULTS, ex04._judge_configured)
+random_seeds_05 = seeds(ex05.paid_installments, ex05.PAYMENT_FAULTS, ex05._judge_payments)
+random_seeds_05_ship = seeds(ex05.shipped_orders, ex05.SHIPPING_FAULTS, ex05._judge_shipping)
+random_seeds_05_refund = seeds(
+    ex05.refunded_orders, ex05.REFUND_FAULTS, lambda run: ex05._judge_refunds(run, run.broker.seed)
+)
+
+
+def declaring(**options: Any) -> Callable:
+    def declare_payments(b: eb.Broker) -> None:
+        b.queue("payments", **options)
+
+    return declare_payments
+
+
+def shipping(key: Callable) -> Callable:
+    def ship(msg: eb.Message, ctx: eb.Context) -> None:
+        if ctx.seen(key(msg)):
+            return
+        ctx.effect("label", order=msg.key, address=msg.payload["address"])
+        ctx.publish("order.shipped", {"order": msg.key}, key=msg.key)
+        ctx.remember(key(msg))
+
+    return ship
+
+
+def refunding(note_when_skipping: bool = True) -> Callable:
+    def refund(msg: eb.Message, ctx: eb.Context) -> None:
+        if ctx.seen((msg.key, "refund")):
+            return
+        charged = ctx.seen((msg.key, "charge"))
+        if charged:
+            ctx.effect("refund", order=msg.key, amount=msg.payload["amount"])
+        if charged or note_when_skipping:
+            ctx.remember((msg.key, "refund"))
+
+    return refund
+
+
+def main(repeats: int) -> int:
+    worst_check = 0.0
+    print(f"Lesson 05 scenario (two orders, {len(FAULT_KINDS)} fault kinds, up to 2 faults), median of {repeats}:")
+    for name, handler in (("charge", charge), ("charge_once_per_order", charge_once_per_order)):
+        build = two_orders(handler)
+        secs, res = timed(lambda build=build: eb.explore(build, charged_once, max_faults=2), repeats)
+        raw_secs, (runs, bad) = timed(lambda build=build: undeduplicated(build, charged_once, 2), max(1, repeats // 2))
+        print(
+            f"  {name:<22} explore: {res.schedules:5d} distinct schedules ({res.tried} fault sets) in "
+            f"{secs * 1000:7.1f} ms = {res.schedules / secs:7.0f} schedules/s; {len(res.violations)} break"
+        )
+        print(
+            f"  {'':<22} no dedupe: {runs:5d} runs (ordered sequences) in {raw_secs * 1000:7.1f} ms "
+            f"= {runs / raw_secs:7.0f} runs/s; {bad} break; {raw_secs / secs:4.1f}x the time of explore"
+        )
+        if secs > LESSON_TARGET_S:
+            print(f"  !! over the lesson target of {LESSON_TARGET_S:g} s")
+    print(f"\nSearched checks, end to end, median of {repeats} (target: under {CHECK_TARGET_S:g} s each):")
+    cases = [
+        ("04-no-order-lost", "at-least-once, 6 (right)", declaring(ack_timeout=6.0), random_seeds_04_config),
+        ("04-no-order-lost", "ack_timeout=60 (wrong)", declaring(ack_timeout=60.0), random_seeds_04_config),
+        ("04-fix-double-charge", "exactly-once (right)", setting_up(guarantee="exactly-once"), random_seeds_04),
+        ("04-fix-double-charge", "at-least-once (wrong)", setting_up(guarantee="at-least-once"), random_seeds_04),
+        ("05-payment-handler", "(order, installment) (right)", payment_handler(by_payment), random_seeds_05),
+        (
+            "05-payment-handler",
+            "(order, amount) (wrong)",
+            payment_handler(lambda m: (m.key, m.payload["amount"])),
+            random_seeds_05,
+        ),
+        ("05-payment-handler", 'when="after-ack" (wrong)', payment_handler(by_payment, "after-ack"), random_seeds_05),
+        ("05-fix-shipping", "msg.key (right)", shipping(lambda m: m.key), random_seeds_05_ship),
+        ("05-fix-shipping", "msg.id (wrong)", shipping(lambda m: m.id), random_seeds_05_ship),
+        ("05-idempotent-refund", "note every refund (right)", refunding(), random_seeds_05_refund),
+        ("05-idempotent-refund", "no note when skipped (wrong)", refunding(False), random_seeds_05_refund),
+    ]
+    for check_id, label, answer, seeds in cases:
+        secs, verdict = timed(lambda c=check_id, a=answer: outcome(c, a), repeats)
+        seed_secs, _ = timed(lambda a=answer, s=seeds: s(a), repeats)
+        worst_check = max(worst_check, secs)
+        print(
+            f"  {check_id:<21} {label:<30} {verdict:<8} {secs * 1000:7.1f} ms "
+            f"(20 random seeds alone: {seed_secs * 1000:6.1f} ms)"
+        )
+    print(f"  slowest check: {worst_check * 1000:.0f} ms {'(within target)' if worst_check < CHECK_TARGET_S else '!!'}")
+    print("\nHow the space grows (lesson 05 scenario, charge_once_per_order), explore against no dedupe:")
+    build = two_orders(charge_once_per_order)
+    for k in (1, 2, 3):
+        secs, res = timed(lambda k=k: eb.explore(build, charged_once, max_faults=k), 1)
+        raw_secs, (runs, _) = timed(lambda k=k: undeduplicated(build, charged_once, k), 1)
+        print(
+            f"  max_faults={k}: {res.schedules:6d} schedules in {secs * 1000:8.1f} ms; no dedupe: {runs:6d} runs in "
+            f"{raw_secs * 1000:8.1f} ms ({raw_secs / secs:4.1f}x)"
+        )
+    return 0 if worst_check < CHECK_TARGET_S else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(int(sys.argv[1]) if len(sys.argv) > 1 else 5))
