@@ -188,6 +188,13 @@ class RedisBroker:
         self._server.stop()
 
     @property
+    def server_url(self) -> str:
+        """A URL for this broker's server: another RedisBroker(url=...) can share it (its keys apart)."""
+        if self.url is not None:
+            return self.url
+        return f"unix://{self._server.kwargs['unix_socket_path']}"
+
+    @property
     def closed(self) -> bool:
         return self._closed
 
