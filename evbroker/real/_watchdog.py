@@ -47,15 +47,15 @@ def main(folder: str, binary: str) -> int:
     conf = os.path.join(folder, "redis.conf")
     with open(conf, "w") as f:
         f.write(
-            f"port 0\nunixsocket {sock}\nunixsocketperm 700\ndir {folder}\nsave \"\"\nappendonly no\n"
-            "daemonize no\nloglevel warning\nlogfile \"\"\ndatabases 1\n"
+            f'port 0\nunixsocket {sock}\nunixsocketperm 700\ndir {folder}\nsave ""\nappendonly no\n'
+            'daemonize no\nloglevel warning\nlogfile ""\ndatabases 1\n'
         )
     server = subprocess.Popen(
         [binary, conf],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        preexec_fn=_die_with_parent,  # noqa: PLW1509 (single-threaded process)
+        preexec_fn=_die_with_parent,
     )
     try:
         deadline = time.monotonic() + 20

@@ -266,8 +266,11 @@ class RedisBroker:
         self._check_new_name(name, "queue")
         if guarantee not in GUARANTEES:
             raise one_of("guarantee", guarantee, GUARANTEES)
-        check_positive(f"queue {name!r}: ack_timeout", ack_timeout,
-                       hint="; it is how long an entry may stay unacked before another consumer claims it")
+        check_positive(
+            f"queue {name!r}: ack_timeout",
+            ack_timeout,
+            hint="; it is how long an entry may stay unacked before another consumer claims it",
+        )
         if max_deliveries is not None and (
             isinstance(max_deliveries, bool) or not isinstance(max_deliveries, int) or max_deliveries < 1
         ):
@@ -341,14 +344,16 @@ class RedisBroker:
         if callable(service_time):
             _check_arity(service_time, 1, f"worker {queue!r}: service_time", "service_time(msg) -> float")
         else:
-            check_positive(f"worker {queue!r}: service_time", service_time,
-                           hint="; it is how long one message takes to process")
+            check_positive(
+                f"worker {queue!r}: service_time", service_time, hint="; it is how long one message takes to process"
+            )
         if faults is None:
             faults = NO_FAULTS
         elif not isinstance(faults, Faults):
             raise EvbrokerError(f"worker {queue!r}: faults must be eb.Faults(...) or None (got {faults!r})")
-        check_positive(f"worker {queue!r}: restart_after", restart_after,
-                       hint="; it is how long a crashed worker stays down")
+        check_positive(
+            f"worker {queue!r}: restart_after", restart_after, hint="; it is how long a crashed worker stays down"
+        )
         if self.start_method == "spawn":
             self._check_portable(queue, handler, service_time, faults)
         if name is not None and (not isinstance(name, str) or not name):
@@ -429,7 +434,7 @@ class RedisBroker:
         rows: list[bytes] = []
         n = 0
         while self._schedule and self._schedule[0][0] <= now:
-            at, _, mid, dest, payload, key, by, faults, retry, retry_of = heapq.heappop(self._schedule)
+            _at, _, mid, dest, payload, key, by, faults, retry, retry_of = heapq.heappop(self._schedule)
             if by not in self._actors:
                 self._actors[by] = "producer"
             detail = f"retry of {retry_of}" if retry_of else ""
@@ -438,10 +443,26 @@ class RedisBroker:
                 probe = Message(mid, payload, key, dest, None, retry + 1)
                 chance = faults.lose_confirm
                 if chance(probe) if callable(chance) else (chance >= 1 or self._rng().random() < chance):
-                    rows.append(workers._row(now, "confirm-lost", by, mid, None,
-                                             f"will publish again in {faults.retry_after:g}", dest))
-                    heapq.heappush(self._schedule, (now + faults.retry_after, next(self._seq), self._new_id(), dest,
-                                                    payload, key, by, faults, retry + 1, mid))
+                    rows.append(
+                        workers._row(
+                            now, "confirm-lost", by, mid, None, f"will publish again in {faults.retry_after:g}", dest
+                        )
+                    )
+                    heapq.heappush(
+                        self._schedule,
+                        (
+                            now + faults.retry_after,
+                            next(self._seq),
+                            self._new_id(),
+                            dest,
+                            payload,
+                            key,
+                            by,
+                            faults,
+                            retry + 1,
+                            mid,
+                        ),
+                    )
             n += 1
             if n % 500 == 0:
                 p.rpush(self.keys.trace, *rows)
@@ -546,13 +567,25 @@ class RedisBroker:
             held = (self.redis.hget(self.keys.busy, w.name) or b"").decode().split()
             mid, attempt = (held[0], int(held[1])) if held else (None, None)
             q = self._queues[w.queue]
-            detail = why + (": its copy stays pending until someone claims it" if mid and
-                            q.guarantee != "at-most-once" else "")
+            detail = why + (
+                ": its copy stays pending until someone claims it" if mid and q.guarantee != "at-most-once" else ""
+            )
             p = self.redis.pipeline()
             p.rpush(self.keys.trace, workers._row(now, "crash", w.name, mid, attempt, detail, None, w.queue))
             if mid and q.guarantee == "at-most-once":
-                p.rpush(self.keys.trace, workers._row(now, "lost", w.queue, mid, attempt,
-                                                      "worker killed during processing (NOACK read)", None, w.queue))
+                p.rpush(
+                    self.keys.trace,
+                    workers._row(
+                        now,
+                        "lost",
+                        w.queue,
+                        mid,
+                        attempt,
+                        "worker killed during processing (NOACK read)",
+                        None,
+                        w.queue,
+                    ),
+                )
                 p.hincrby(self.keys.stats(w.queue), "lost", 1)
             p.hset(self.keys.busy, w.name, "")
             p.execute()
@@ -575,24 +608,31 @@ class RedisBroker:
         self._check_open("run")
         if until is not None:
             check_positive("run: until", until, allow_zero=True)
+        self._loop(until, None)
+
+    def _loop(self, until: float | None, done: Callable[[], bool] | None) -> None:
         if self._t0 is None:
             self._t0 = time.monotonic()
             for w in self._workers.values():
                 self._start(w)
         give_up = time.monotonic() + self.max_wait
+        cap = 0.25 if done is None else 0.005
         while True:
             self._publish_due()
             self._supervise()
             now = self.now
-            if until is not None and now >= until:
+            if done is not None:
+                if done():
+                    return
+            elif until is not None and now >= until:
                 return
-            if until is None and self._settled():
+            elif until is None and self._settled():
                 return
             if time.monotonic() > give_up:
                 raise EvbrokerError(self._stuck())
             nxt = [t for t in (until, self._schedule[0][0] if self._schedule else None) if t is not None]
             nxt += [w.restart_at for w in self._workers.values() if w.restart_at is not None]
-            wait = min([(t - now) * self.time_unit for t in nxt] + [0.25])
+            wait = min([(t - now) * self.time_unit for t in nxt] + [cap])
             handles = [w.conn for w in self._workers.values() if w.conn is not None]
             handles += [w.process.sentinel for w in self._workers.values() if w.process is not None]
             for ready in multiprocessing.connection.wait(handles, max(wait, 0.0)):
@@ -600,6 +640,16 @@ class RedisBroker:
                     with contextlib.suppress(EOFError, OSError):
                         while ready.poll():
                             ready.recv_bytes()
+
+    def wait(self, kind: str, msg: str | None = None, actor: str | None = None) -> None:
+        """Let the workers work until the trace shows an event of ``kind`` (for ``msg`` / ``actor``).
+
+        ``b.wait("deliver", msg="m1")`` returns once a worker has taken m1 (it writes that row
+        before its handler runs): the moment to ``b.kill`` it mid-work. Stops with an error after ``max_wait`` seconds.
+        """
+        self._check_open("wait")
+        self.trace.where(kind=kind)  # validates the kind
+        self._loop(None, lambda: bool(self.trace.where(kind=kind, msg=msg, actor=actor)))
 
     def _supervise(self) -> None:
         now = self.now
@@ -646,8 +696,11 @@ class RedisBroker:
 
     def _stuck(self) -> str:
         queues, busy = self._snapshot()
-        parts = [f"{q}: {c.get('copies', 0) - c.get('reads', 0)} unread, {c['in_pel']} pending"
-                 for q, c in queues.items() if c.get("copies", 0) > c.get("reads", 0) or c["in_pel"]]
+        parts = [
+            f"{q}: {c.get('copies', 0) - c.get('reads', 0)} unread, {c['in_pel']} pending"
+            for q, c in queues.items()
+            if c.get("copies", 0) > c.get("reads", 0) or c["in_pel"]
+        ]
         parts += [f"{w} busy with {v}" for w, v in busy.items() if v]
         return (
             f"run did not settle within max_wait={self.max_wait:g} seconds ({'; '.join(parts) or 'workers busy'}). "
@@ -714,12 +767,14 @@ class RedisBroker:
             for e in self.redis.xpending_range(stream, queue, "-", "+", 1000):
                 entry = self.redis.xrange(stream, e["message_id"], e["message_id"])
                 mid = entry[0][1][b"id"].decode() if entry else "?"
-                out.append({
-                    "msg": mid,
-                    "consumer": e["consumer"].decode(),
-                    "deliveries": e["times_delivered"],
-                    "idle": round(e["time_since_delivered"] / 1000 / self.time_unit, 1),
-                })
+                out.append(
+                    {
+                        "msg": mid,
+                        "consumer": e["consumer"].decode(),
+                        "deliveries": e["times_delivered"],
+                        "idle": round(e["time_since_delivered"] / 1000 / self.time_unit, 1),
+                    }
+                )
         return out
 
     def groups(self, topic: str) -> dict[str, list[str]]:
@@ -737,8 +792,16 @@ class RedisBroker:
         self._get_queue(queue, "dead_letters")
         out = []
         for _, f in self.redis.xrange(self.keys.dead(queue)):
-            out.append(Message(f[b"id"].decode(), pickle.loads(f[b"p"]), pickle.loads(f[b"k"]), f[b"t"].decode(),
-                               queue, int(f[b"deliveries"])))
+            out.append(
+                Message(
+                    f[b"id"].decode(),
+                    pickle.loads(f[b"p"]),
+                    pickle.loads(f[b"k"]),
+                    f[b"t"].decode(),
+                    queue,
+                    int(f[b"deliveries"]),
+                )
+            )
         return out
 
     def __repr__(self) -> str:

@@ -57,8 +57,14 @@ def payments(
     b.worker(PAYMENTS_QUEUE, handler or charge, count=workers, service_time=1.0, faults=worker_faults)
     for i in range(1, orders + 1):
         order = f"order-{i}"
-        b.publish(PAYMENTS_QUEUE, {"order": order, "amount": 10 * i}, at=0.5 * (i - 1), key=order,
-                  by=PAYMENTS_PRODUCER, faults=publish_faults)
+        b.publish(
+            PAYMENTS_QUEUE,
+            {"order": order, "amount": 10 * i},
+            at=0.5 * (i - 1),
+            key=order,
+            by=PAYMENTS_PRODUCER,
+            faults=publish_faults,
+        )
     b.run()
     return b
 
@@ -85,17 +91,17 @@ def table(
 ) -> list[dict[str, Any]]:
     """One row per (guarantee, fault): the outcome on the simulator and on Redis, and whether they agree.
 
-    ``make_real()`` returns a fresh real broker (default: ``RedisBroker(time_unit=0.02)``
+    ``make_real()`` returns a fresh real broker (default: ``RedisBroker(time_unit=0.05)``
     sharing one embedded server for the whole table); each is closed after its run.
     """
     own = None
     if make_real is None:
         from evbroker.real.broker import RedisBroker
 
-        own = RedisBroker(time_unit=0.02)  # one embedded server; each run gets its own key prefix
+        own = RedisBroker(time_unit=0.05)  # one embedded server; each run gets its own key prefix
 
         def make_real() -> Any:
-            return RedisBroker(url=own.server_url, time_unit=0.02)
+            return RedisBroker(url=own.server_url, time_unit=0.05)
 
     rows = []
     try:
@@ -104,15 +110,17 @@ def table(
                 sim = outcome(payments(Broker(seed=0), g, f))
                 with make_real() as rb:
                     real = outcome(payments(rb, g, f))
-                rows.append({
-                    "guarantee": g,
-                    "fault": f,
-                    "simulator": sim[0],
-                    "sim charges": sim[1],
-                    "redis": real[0],
-                    "redis charges": real[1],
-                    "same": sim == real,
-                })
+                rows.append(
+                    {
+                        "guarantee": g,
+                        "fault": f,
+                        "simulator": sim[0],
+                        "sim charges": sim[1],
+                        "redis": real[0],
+                        "redis charges": real[1],
+                        "same": sim == real,
+                    }
+                )
     finally:
         if own is not None:
             own.close()

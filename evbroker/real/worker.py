@@ -54,8 +54,17 @@ return n
 """
 
 
-def _row(t: float, kind: str, actor: str, msg: str | None = None, attempt: int | None = None, detail: str = "",
-         to: str | None = None, queue: str | None = None, data: dict | None = None) -> bytes:
+def _row(
+    t: float,
+    kind: str,
+    actor: str,
+    msg: str | None = None,
+    attempt: int | None = None,
+    detail: str = "",
+    to: str | None = None,
+    queue: str | None = None,
+    data: dict | None = None,
+) -> bytes:
     return pickle.dumps((t, kind, actor, msg, attempt, detail, to, queue, data))
 
 
@@ -157,7 +166,7 @@ class WorkerLoop:
         self.r: redis.Redis = spec["client"]()
         self.ack = self.r.register_script(_ACK)
         self.min_idle_ms = max(1, int(self.ack_timeout * self.time_unit * 1000))
-        self.claim_every = min(self.ack_timeout * self.time_unit / 4, 0.1)
+        self.claim_every = min(self.ack_timeout * self.time_unit / 10, 0.05)
         self.stats = self.keys.stats(self.queue)
 
     # ---------------------------------------------------------------- helpers
@@ -293,8 +302,19 @@ class WorkerLoop:
     def _dedup_ack(self, stream: str, eid: bytes, msg: Message, now: float) -> None:
         q = self.queue
         p = self.r.pipeline()
-        p.rpush(self.keys.trace, _row(now, "dedup", self.name, msg.id, msg.attempt,
-                                      "already processed: acked without running the handler", None, q))
+        p.rpush(
+            self.keys.trace,
+            _row(
+                now,
+                "dedup",
+                self.name,
+                msg.id,
+                msg.attempt,
+                "already processed: acked without running the handler",
+                None,
+                q,
+            ),
+        )
         self._ack(p, stream, eid, msg, now)
         p.hset(self.keys.busy, self.name, "")
         p.execute()
@@ -307,8 +327,16 @@ class WorkerLoop:
                 q,
                 eid,
                 _row(now, "ack", self.name, msg.id, msg.attempt, "", q, q),
-                _row(now, "late-ack", self.name, msg.id, msg.attempt,
-                     "another consumer claimed it and acked first: nothing left to ack", q, q),
+                _row(
+                    now,
+                    "late-ack",
+                    self.name,
+                    msg.id,
+                    msg.attempt,
+                    "another consumer claimed it and acked first: nothing left to ack",
+                    q,
+                    q,
+                ),
             ],
             client=p,
         )
@@ -333,8 +361,18 @@ class WorkerLoop:
         lost = "worker crashed during processing" if self.noack else None
         if f.crash_during_process and self.draw(f.crash_during_process, msg):
             time.sleep(duration * self.time_unit / 2)
-            rows.append(_row(self.now(), "crash", self.name, msg.id, msg.attempt,
-                             "during processing: the work was never committed", None, q))
+            rows.append(
+                _row(
+                    self.now(),
+                    "crash",
+                    self.name,
+                    msg.id,
+                    msg.attempt,
+                    "during processing: the work was never committed",
+                    None,
+                    q,
+                )
+            )
             self.die(self.r.pipeline(), rows, msg, lost)
         time.sleep(duration * self.time_unit)
         now = self.now()
@@ -354,12 +392,16 @@ class WorkerLoop:
         while True:
             p = self.commit(ctx, list(rows), now)
             if crash:
-                p.rpush(keys.trace, _row(now, "crash", self.name, msg.id, msg.attempt,
-                                         "after processing, before the ack", None, q))
+                p.rpush(
+                    keys.trace,
+                    _row(now, "crash", self.name, msg.id, msg.attempt, "after processing, before the ack", None, q),
+                )
             elif not self.noack:
                 if lose_ack:
-                    p.rpush(keys.trace, _row(now, "ack-lost", self.name, msg.id, msg.attempt,
-                                             "the broker never hears it", q, q))
+                    p.rpush(
+                        keys.trace,
+                        _row(now, "ack-lost", self.name, msg.id, msg.attempt, "the broker never hears it", q, q),
+                    )
                 else:
                     self._ack(p, stream, eid, msg, now)
             if not crash:
@@ -404,14 +446,35 @@ class WorkerLoop:
             if conflict:
                 p.unwatch()
                 p.multi()
-                rows.append(_row(now, "dedup", self.name, msg.id, msg.attempt,
-                                 f"{conflict}: rolled back, nothing applied", None, q))
+                rows.append(
+                    _row(
+                        now,
+                        "dedup",
+                        self.name,
+                        msg.id,
+                        msg.attempt,
+                        f"{conflict}: rolled back, nothing applied",
+                        None,
+                        q,
+                    )
+                )
                 p.rpush(keys.trace, *rows)
                 return p
             p.multi()
         for name, data in ctx.effects:
-            rows.append(_row(now, "effect", self.name, msg.id, msg.attempt, effect_detail(name, data), None, q,
-                             {"name": name, **data}))
+            rows.append(
+                _row(
+                    now,
+                    "effect",
+                    self.name,
+                    msg.id,
+                    msg.attempt,
+                    effect_detail(name, data),
+                    None,
+                    q,
+                    {"name": name, **data},
+                )
+            )
             p.rpush(keys.effects, pickle.dumps((now, name, self.name, q, msg.id, msg.attempt, msg.key, data)))
         for k, when in ctx.remembered:
             if when == "commit":
@@ -430,19 +493,52 @@ class WorkerLoop:
         keys, msg, q = self.keys, ctx.msg, self.queue
         now = self.now()
         if idem is not None and not self.r.sadd(keys.calls(system), repr(idem)):
-            self.r.rpush(keys.trace, _row(now, "dedup", self.name, msg.id, msg.attempt,
-                                          f"{system} already saw idempotency key {idem!r}: call dropped", None, q))
+            self.r.rpush(
+                keys.trace,
+                _row(
+                    now,
+                    "dedup",
+                    self.name,
+                    msg.id,
+                    msg.attempt,
+                    f"{system} already saw idempotency key {idem!r}: call dropped",
+                    None,
+                    q,
+                ),
+            )
             return False
         p = self.r.pipeline()
         p.rpush(keys.effects, pickle.dumps((now, system, self.name, q, msg.id, msg.attempt, msg.key, data)))
-        p.rpush(keys.trace, _row(now, "effect", self.name, msg.id, msg.attempt,
-                                 "call " + effect_detail(system, data), None, q, {"name": system, **data}))
+        p.rpush(
+            keys.trace,
+            _row(
+                now,
+                "effect",
+                self.name,
+                msg.id,
+                msg.attempt,
+                "call " + effect_detail(system, data),
+                None,
+                q,
+                {"name": system, **data},
+            ),
+        )
         p.execute()
         return True
 
 
-def publish_into(p: Any, keys: Keys, topics: dict[str, list[str]], now: float, mid: str, dest: str, payload: Any,
-                 key: Any, by: str, detail: str = "") -> list[bytes]:
+def publish_into(
+    p: Any,
+    keys: Keys,
+    topics: dict[str, list[str]],
+    now: float,
+    mid: str,
+    dest: str,
+    payload: Any,
+    key: Any,
+    by: str,
+    detail: str = "",
+) -> list[bytes]:
     """Queue one publish on pipeline ``p`` (XADD and counters); return its trace rows."""
     rows = [_row(now, "publish", by, mid, None, detail, dest)]
     fields = {"id": mid, "p": pickle.dumps(payload), "k": pickle.dumps(key), "t": dest}
