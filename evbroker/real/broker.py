@@ -22,6 +22,7 @@ import atexit
 import contextlib
 import heapq
 import itertools
+import json
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -717,7 +718,7 @@ class RedisBroker:
         new = self.redis.lrange(self.keys.trace, self._raw, -1)
         if new:
             self._raw += len(new)
-            rows = [pickle.loads(r) for r in new]
+            rows = [_decode_row(r) for r in new]
             for r in rows:
                 if r[1] == "publish" and r[2] not in self._actors:
                     self._actors[r[2]] = "producer"
@@ -857,3 +858,11 @@ class RedisBroker:
             f"{where}: no queue named {name!r}{close or '.'} Queues: {queues}; "
             f"{'or ' if close else ''}declare it with b.queue({name!r})"
         )
+
+
+def _decode_row(raw: bytes) -> tuple:
+    """A stored trace row: a pickle, or JSON for the delivery rows the read script writes."""
+    if raw[:1] == b"[":
+        row = json.loads(raw)
+        return tuple(row) + (None,) * (9 - len(row))
+    return pickle.loads(raw)

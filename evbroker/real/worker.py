@@ -30,7 +30,7 @@ from typing import Any
 
 import redis
 
-from evbroker.core.faults import Faults
+from evbroker.core.faults import NO_FAULTS, Faults
 from evbroker.core.message import REMEMBER_WHEN, Message
 from evbroker.errors import EvbrokerError, did_you_mean, one_of
 from evbroker.real.keys import Keys
@@ -52,6 +52,67 @@ else
 end
 return n
 """
+
+
+# XREADGROUP one new entry and, in the same step, count the delivery, mark the worker busy and
+# trace the delivery (as JSON: the one row not pickled), so a fresh delivery costs one round trip.
+# Under exactly-once it also says whether the message id's dedupe record exists.
+_READ_PART = """
+local args = {'XREADGROUP', 'GROUP', ARGV[R + 1], ARGV[R + 2], 'COUNT', 1}
+if ARGV[R + 3] == '1' then table.insert(args, 'NOACK') end
+table.insert(args, 'STREAMS')
+for i = S, #KEYS do table.insert(args, KEYS[i]) end
+for i = S, #KEYS do table.insert(args, '>') end
+local res = redis.call(unpack(args))
+if not res then return false end
+local done = {}
+local first = nil
+for _, s in ipairs(res) do
+  for _, e in ipairs(s[2]) do
+    local f = e[2]
+    local mid = ''
+    for i = 1, #f, 2 do if f[i] == 'id' then mid = f[i + 1] end end
+    if not first then first = mid end
+    redis.call('HINCRBY', ARGV[R + 7], 'reads', 1)
+    redis.call('HINCRBY', ARGV[R + 7], 'deliveries', 1)
+    redis.call('RPUSH', ARGV[R + 8],
+      cjson.encode({tonumber(ARGV[R + 4]), 'deliver', ARGV[R + 5], mid, 1, '', ARGV[R + 2], ARGV[R + 5]}))
+    if ARGV[R + 9] ~= '' then table.insert(done, redis.call('EXISTS', ARGV[R + 9] .. mid)) end
+  end
+end
+redis.call('HSET', ARGV[R + 6], ARGV[R + 2], first .. ' 1')
+return {res, done}
+"""
+_READ = "local R, S = 0, 1\n" + _READ_PART
+
+# Commit a handler's effects and trace rows, count the processing, ack (or not), free the worker,
+# and read the next entry: atomically, in one command. ARGV: msg id, group, entry id, worker, ack?,
+# ack row, late-ack row, n rows, m effects, read next?, the read's 9 arguments, the rows, the effects.
+_COMMIT = (
+    """
+local n, m = tonumber(ARGV[8]), tonumber(ARGV[9])
+local R, S = 10, 7
+local rows = {}
+for i = 1, n do rows[i] = ARGV[R + 9 + i] end
+local effects = {}
+for i = 1, m do effects[i] = ARGV[R + 9 + n + i] end
+if m > 0 then redis.call('RPUSH', KEYS[2], unpack(effects)) end
+redis.call('HINCRBY', KEYS[3], 'processed', 1)
+redis.call('SADD', KEYS[4], ARGV[1])
+redis.call('RPUSH', KEYS[1], unpack(rows))
+if ARGV[5] == '1' then
+  if redis.call('XACK', KEYS[6], ARGV[2], ARGV[3]) == 1 then
+    redis.call('HINCRBY', KEYS[3], 'acked', 1)
+    redis.call('RPUSH', KEYS[1], ARGV[6])
+  else
+    redis.call('RPUSH', KEYS[1], ARGV[7])
+  end
+end
+redis.call('HSET', KEYS[5], ARGV[4], '')
+if ARGV[10] ~= '1' then return false end
+"""
+    + _READ_PART
+)
 
 
 def _row(
@@ -164,10 +225,13 @@ class WorkerLoop:
         self.rng = random.Random(f"{spec['seed']}:{self.name}:{spec['incarnation']}")
         self.streams: list[str] = spec["streams"]
         self.r: redis.Redis = spec["client"]()
-        self.ack = self.r.register_script(_ACK)
+        self.read_script = self.r.register_script(_READ)
+        self.ack_sha = self.r.script_load(_ACK)
+        self.commit_sha = self.r.script_load(_COMMIT)  # EVALSHA in pipelines: no SCRIPT EXISTS round trip
         self.min_idle_ms = max(1, int(self.ack_timeout * self.time_unit * 1000))
         self.claim_every = min(self.ack_timeout * self.time_unit / 10, 0.05)
         self.stats = self.keys.stats(self.queue)
+        self.prefetched: Any = None  # entries the last commit read, to handle next
 
     # ---------------------------------------------------------------- helpers
 
@@ -190,7 +254,8 @@ class WorkerLoop:
         if lost_reason and msg is not None:
             rows.append(_row(self.now(), "lost", self.queue, msg.id, msg.attempt, lost_reason, None, self.queue))
             pipe.hincrby(self.stats, "lost", 1)
-        pipe.rpush(self.keys.trace, *rows)
+        if rows:
+            pipe.rpush(self.keys.trace, *rows)
         pipe.hset(self.keys.busy, self.name, "")
         pipe.execute()
         self.tell()
@@ -212,42 +277,84 @@ class WorkerLoop:
         while True:
             if os.getppid() != self.spec["parent"]:
                 os._exit(0)  # the broker's process is gone
-            entries: list[tuple[str, bytes, dict, bool]] = []
+            if self.prefetched:  # the last commit already read the next entry
+                got, self.prefetched = self.prefetched, None
+                for i, (s, eid, fields) in enumerate(got[0]):
+                    self.handle(s, eid, fields, False, bool(got[1][i]) if got[1] else False)
+                continue
             if not self.noack and time.monotonic() - last_claim >= self.claim_every:
                 last_claim = time.monotonic()
                 for s in self.streams:
                     res = self.r.xautoclaim(s, group, me, self.min_idle_ms, "0-0", count=1)
-                    if res[1]:
+                    if res[1] and res[1][0][1]:
                         eid, fields = res[1][0]
-                        if fields:
-                            entries.append((s, eid, fields, True))
-                            break
-            if not entries:
-                res = self.r.xreadgroup(group, me, new, count=1, noack=self.noack)
-                if not res:
-                    if worked:
-                        worked = False
-                        self.tell()  # idle: the broker may check whether the run has settled
-                    block = max(1, int(self.claim_every * 1000)) if not self.noack else 200
-                    res = self.r.xreadgroup(group, me, new, count=1, block=block, noack=self.noack)
+                        worked = True
+                        self.handle(s, eid, fields, True)
+                        break
+                else:
+                    res = None
+                if res is not None:
+                    continue
+            got = self.read()
+            if not got:
+                if worked:
+                    worked = False
+                    self.tell()  # idle: the broker may check whether the run has settled
+                block = max(1, int(self.claim_every * 1000)) if not self.noack else 200
+                res = self.r.xreadgroup(group, me, new, count=1, block=block, noack=self.noack)
                 for s, items in res or ():
                     for eid, fields in items:
-                        entries.append((s.decode() if isinstance(s, bytes) else s, eid, fields, False))
-            for s, eid, fields, claimed in entries:
-                worked = True
-                self.handle(s, eid, fields, claimed)
+                        worked = True
+                        self.handle(s.decode(), eid, fields, False, self.delivered(fields[b"id"].decode()))
+                continue
+            worked = True
+            entries, done = got
+            for i, (s, eid, fields) in enumerate(entries):
+                self.handle(s, eid, fields, False, bool(done[i]) if done else False)
 
-    def handle(self, stream: str, eid: bytes, fields: dict, claimed: bool) -> None:
+    def read_args(self, now: float) -> list[Any]:
+        k, q = self.keys, self.queue
+        done = k.done(q, "") if self.guarantee == "exactly-once" else ""
+        return [q, self.name, "1" if self.noack else "0", now, q, k.busy, self.stats, k.trace, done]
+
+    def read(self) -> Any:
+        """XREADGROUP one new entry and record its delivery, in one round trip (a Lua script)."""
+        return self.parse_read(self.read_script(keys=self.streams, args=self.read_args(self.now())))
+
+    @staticmethod
+    def parse_read(res: Any) -> Any:
+        if not res:
+            return None
+        streams, done = res
+        entries = []
+        for s, items in streams:
+            for eid, flat in items:
+                fields = dict(zip(flat[::2], flat[1::2], strict=True))
+                entries.append((s.decode(), eid, fields))
+        return entries, done
+
+    def delivered(self, mid: str) -> bool:
+        """Record a fresh delivery read by a blocking XREADGROUP; under exactly-once, whether it is done."""
+        p = self.r.pipeline()
+        p.hincrby(self.stats, "reads", 1)
+        p.hincrby(self.stats, "deliveries", 1)
+        p.hset(self.keys.busy, self.name, f"{mid} 1")
+        p.rpush(self.keys.trace, _row(self.now(), "deliver", self.queue, mid, 1, "", self.name, self.queue))
+        p.exists(self.keys.done(self.queue, mid))
+        done = bool(p.execute()[-1])
+        return self.guarantee == "exactly-once" and done
+
+    def handle(self, stream: str, eid: bytes, fields: dict, claimed: bool, done: bool = False) -> None:
+        """One entry: ``claimed`` from the pending entries list, or fresh (its delivery already recorded)."""
         keys, q, stats = self.keys, self.queue, self.stats
         mid = fields[b"id"].decode()
         attempt = 1
+        p = self.r.pipeline()
+        rows: list[bytes] = []
+        now = self.now()
         if claimed:
             info = self.r.xpending_range(stream, q, eid, eid, 1)
             attempt = info[0]["times_delivered"] if info else 2
-        now = self.now()
-        p = self.r.pipeline()
-        rows: list[bytes] = []
-        if claimed:
             reason = f"idle in the pending entries list for more than ack_timeout {self.ack_timeout:g}"
             rows.append(_row(now, "timeout", q, mid, attempt - 1, reason, None, q))
             if self.max_deliveries is not None and attempt > self.max_deliveries:
@@ -266,37 +373,37 @@ class WorkerLoop:
                     "goes to dead letters, fix the handler or the ack_timeout, or stop earlier with b.run(until=...)."
                 )
             rows.append(_row(now, "redeliver", q, mid, attempt, "reclaimed with XAUTOCLAIM", None, q))
+            rows.append(_row(now, "deliver", q, mid, attempt, "", self.name, q))
             p.hincrby(stats, "redeliveries", 1)
-        else:
-            p.hincrby(stats, "reads", 1)
+            p.hincrby(stats, "deliveries", 1)
+            p.hset(keys.busy, self.name, f"{mid} {attempt}")
+            if self.guarantee == "exactly-once":
+                p.exists(keys.done(q, mid))
+            p.rpush(keys.trace, *rows)
+            res = p.execute()
+            done = self.guarantee == "exactly-once" and bool(res[-2])
+            rows = []
+            p = self.r.pipeline()
         topic = fields[b"t"].decode()
         msg = Message(mid, pickle.loads(fields[b"p"]), pickle.loads(fields[b"k"]), topic, q, attempt)
-        p.hincrby(stats, "deliveries", 1)
-        p.hset(keys.busy, self.name, f"{mid} {attempt}")
-        rows.append(_row(now, "deliver", q, mid, attempt, "", self.name, q))
         f = self.faults
-        lost = "worker crashed before processing" if self.noack else None
-        if f.lose_delivery and self.draw(f.lose_delivery, msg):
-            rows.append(_row(now, "delivery-lost", q, mid, attempt, "the worker never got it", self.name, q))
-            if self.noack:
-                rows.append(_row(now, "lost", q, mid, attempt, "delivery lost", None, q))
-                p.hincrby(stats, "lost", 1)
-            p.hset(keys.busy, self.name, "")
-            p.rpush(keys.trace, *rows)
-            p.execute()
-            return
-        if f.crash_before_process and self.draw(f.crash_before_process, msg):
-            rows.append(_row(now, "crash", self.name, mid, attempt, "before processing", None, q))
-            self.die(p, rows, msg, lost)
-        if self.guarantee == "exactly-once":
-            p.exists(keys.done(q, mid))
-            p.rpush(keys.trace, *rows)
-            if p.execute()[-2]:
-                self._dedup_ack(stream, eid, msg, now)
+        if f is not NO_FAULTS:
+            lost = "worker crashed before processing" if self.noack else None
+            if f.lose_delivery and self.draw(f.lose_delivery, msg):
+                rows.append(_row(now, "delivery-lost", q, mid, attempt, "the worker never got it", self.name, q))
+                if self.noack:
+                    rows.append(_row(now, "lost", q, mid, attempt, "delivery lost", None, q))
+                    p.hincrby(stats, "lost", 1)
+                p.hset(keys.busy, self.name, "")
+                p.rpush(keys.trace, *rows)
+                p.execute()
                 return
-        else:
-            p.rpush(keys.trace, *rows)
-            p.execute()
+            if f.crash_before_process and self.draw(f.crash_before_process, msg):
+                rows.append(_row(now, "crash", self.name, mid, attempt, "before processing", None, q))
+                self.die(p, rows, msg, lost)
+        if done:
+            self._dedup_ack(stream, eid, msg, now)
+            return
         self.process(stream, eid, msg, now)
 
     def _dedup_ack(self, stream: str, eid: bytes, msg: Message, now: float) -> None:
@@ -321,24 +428,17 @@ class WorkerLoop:
 
     def _ack(self, p: Any, stream: str, eid: bytes, msg: Message, now: float) -> None:
         q = self.queue
-        self.ack(
-            keys=[stream, self.stats, self.keys.trace],
-            args=[
-                q,
-                eid,
-                _row(now, "ack", self.name, msg.id, msg.attempt, "", q, q),
-                _row(
-                    now,
-                    "late-ack",
-                    self.name,
-                    msg.id,
-                    msg.attempt,
-                    "another consumer claimed it and acked first: nothing left to ack",
-                    q,
-                    q,
-                ),
-            ],
-            client=p,
+        late = "another consumer claimed it and acked first: nothing left to ack"
+        p.evalsha(
+            self.ack_sha,
+            3,
+            stream,
+            self.stats,
+            self.keys.trace,
+            q,
+            eid,
+            _row(now, "ack", self.name, msg.id, msg.attempt, "", q, q),
+            _row(now, "late-ack", self.name, msg.id, msg.attempt, late, q, q),
         )
 
     def process(self, stream: str, eid: bytes, msg: Message, start: float) -> None:
@@ -374,7 +474,8 @@ class WorkerLoop:
                 )
             )
             self.die(self.r.pipeline(), rows, msg, lost)
-        time.sleep(duration * self.time_unit)
+        if duration * self.time_unit >= 1e-6:
+            time.sleep(duration * self.time_unit)
         now = self.now()
         if error is not None:
             reason = f"handler raised {type(error).__name__}: {error}"
@@ -389,6 +490,12 @@ class WorkerLoop:
             return
         crash = bool(f.crash_before_ack) and self.draw(f.crash_before_ack, msg)
         lose_ack = not crash and not self.noack and bool(f.lose_ack) and self.draw(f.lose_ack, msg)
+        if not ctx.publications and not ctx.remembered and self.guarantee != "exactly-once":
+            self.commit_fast(stream, eid, ctx, rows, now, "crash" if crash else "lose" if lose_ack else "ack")
+            if crash:
+                self.tell()
+                os._exit(CRASHED)
+            return
         while True:
             p = self.commit(ctx, list(rows), now)
             if crash:
@@ -417,6 +524,50 @@ class WorkerLoop:
         if crash:
             self.tell()
             os._exit(CRASHED)
+
+    def commit_fast(self, stream: str, eid: bytes, ctx: RealContext, rows: list[bytes], now: float, how: str) -> None:
+        """The common commit (effects only, no dedupe keys, no publications) and the ack, in one script.
+
+        A Lua script runs atomically, as MULTI/EXEC does, in one command instead of one per write.
+        """
+        q, msg, name = self.queue, ctx.msg, self.name
+        effects = []
+        for ename, data in ctx.effects:
+            detail = effect_detail(ename, data)
+            rows.append(_row(now, "effect", name, msg.id, msg.attempt, detail, None, q, {"name": ename, **data}))
+            effects.append(pickle.dumps((now, ename, name, q, msg.id, msg.attempt, msg.key, data)))
+        rows.append(_row(now, "complete", name, msg.id, msg.attempt, "", None, q))
+        if how == "crash":
+            rows.append(_row(now, "crash", name, msg.id, msg.attempt, "after processing, before the ack", None, q))
+        elif how == "lose" and not self.noack:
+            rows.append(_row(now, "ack-lost", name, msg.id, msg.attempt, "the broker never hears it", q, q))
+        ack = "1" if how == "ack" and not self.noack else "0"
+        late = "another consumer claimed it and acked first: nothing left to ack"
+        res = self.r.evalsha(
+            self.commit_sha,
+            6 + len(self.streams),
+            self.keys.trace,
+            self.keys.effects,
+            self.stats,
+            self.keys.unique(q),
+            self.keys.busy,
+            stream,
+            *self.streams,
+            msg.id,
+            q,
+            eid,
+            name,
+            ack,
+            _row(now, "ack", name, msg.id, msg.attempt, "", q, q),
+            _row(now, "late-ack", name, msg.id, msg.attempt, late, q, q),
+            len(rows),
+            len(effects),
+            "0" if how == "crash" else "1",
+            *self.read_args(now),
+            *rows,
+            *effects,
+        )
+        self.prefetched = self.parse_read(res)
 
     def commit(self, ctx: RealContext, rows: list[bytes], now: float) -> Any:
         """Queue the commit (effects, publications, dedupe records) in a MULTI; return the pipeline.
