@@ -458,6 +458,8 @@ class WorkerLoop:
         else:
             detail = f"takes {duration:g}"
         rows = [_row(start, "process", self.name, msg.id, msg.attempt, detail, None, q)]
+        if duration * self.time_unit >= 0.005:  # long work: show it under way (a kill then cuts the bar short)
+            self.r.rpush(keys.trace, rows.pop())
         lost = "worker crashed during processing" if self.noack else None
         if f.crash_during_process and self.draw(f.crash_during_process, msg):
             time.sleep(duration * self.time_unit / 2)
