@@ -143,7 +143,8 @@ class RedisBroker:
         self._worker_counts: dict[str, int] = {}
         self._actors: dict[str, str] = {}
         self._rows: list[tuple] = []
-        self._raw = 0  # trace rows read from Redis so far
+        self._raw = 0  # trace items read from Redis so far
+        self._raw_effects = 0
         self._effects: list[Effect] = []
         self._schedule: list[tuple] = []  # (at, seq, mid, dest, payload, key, by, faults, retry, retry_of)
         self._seq = itertools.count()
@@ -718,7 +719,7 @@ class RedisBroker:
         new = self.redis.lrange(self.keys.trace, self._raw, -1)
         if new:
             self._raw += len(new)
-            rows = [_decode_row(r) for r in new]
+            rows = [row for r in new for row in _decode_rows(r)]
             for r in rows:
                 if r[1] == "publish" and r[2] not in self._actors:
                     self._actors[r[2]] = "producer"
@@ -731,8 +732,11 @@ class RedisBroker:
     def effects(self, name: str | None = None) -> list[Effect]:
         """Side effects the handlers committed (and outside calls that took effect), in order."""
         self._check_open("effects")
-        new = self.redis.lrange(self.keys.effects, len(self._effects), -1)
-        self._effects.extend(Effect(*pickle.loads(e)) for e in new)
+        new = self.redis.lrange(self.keys.effects, self._raw_effects, -1)
+        self._raw_effects += len(new)
+        for raw in new:
+            item = pickle.loads(raw)  # one effect, or one commit's list of them
+            self._effects.extend(Effect(*e) for e in (item if isinstance(item, list) else [item]))
         return [e for e in self._effects if name is None or e.name == name]
 
     def stats(self, queue: str) -> dict[str, int]:
@@ -860,9 +864,13 @@ class RedisBroker:
         )
 
 
-def _decode_row(raw: bytes) -> tuple:
-    """A stored trace row: a pickle, or JSON for the delivery rows the read script writes."""
+def _decode_rows(raw: bytes) -> list[tuple]:
+    """The trace rows of one stored item: a pickled row, a pickled list of rows (one commit's),
+    or JSON for the delivery rows the read script writes."""
     if raw[:1] == b"[":
         row = json.loads(raw)
-        return tuple(row) + (None,) * (9 - len(row))
-    return pickle.loads(raw)
+        return [tuple(row) + (None,) * (9 - len(row))]
+    item = pickle.loads(raw)
+    if isinstance(item, list):
+        return [r if isinstance(r, tuple) else pickle.loads(r) for r in item]
+    return [item]
