@@ -26,8 +26,8 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = REPO / "notebooks"
 LESSONS = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
-#: The sequence has this many lessons, 00 to 06.
-LESSON_COUNT = 7
+#: The sequence has this many lessons, 00 to 07.
+LESSON_COUNT = 8
 
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
@@ -293,7 +293,7 @@ CHECKS: dict[str, Callable[[dict[str, Any], str], list[str]]] = {
 # ---------------------------------------------------------------------------- the sequence
 
 
-def test_lessons_are_numbered_00_to_06_without_gaps():
+def test_lessons_are_numbered_00_to_07_without_gaps():
     assert numbering_problems([p.name for p in LESSONS]) == []
 
 
