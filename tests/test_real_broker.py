@@ -215,6 +215,15 @@ def test_with_spawn_a_lambda_handler_is_refused_with_what_to_do(make):
         b.worker("payments", lambda m, ctx: None)
 
 
+def test_with_spawn_an_importable_handler_runs_in_a_fresh_process(make):
+    b = make(start_method="spawn")
+    b.queue("payments")
+    b.worker("payments", charge)
+    b.publish("payments", {"order": "order-1", "amount": 10}, key="order-1")
+    b.run()
+    assert [e["order"] for e in b.effects("charge")] == ["order-1"]
+
+
 def test_a_closed_broker_says_so(make):
     b = make()
     b.close()

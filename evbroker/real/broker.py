@@ -507,9 +507,9 @@ class RedisBroker:
             "streams": [self.keys.stream(t) for t in q.topics] + [self.keys.stream(q.name)],
             "topics": {t: list(qs) for t, qs in self._topics.items()},
             "queues": list(self._queues),
-            "client": self._server.client,
+            "connect": (self._server.url, dict(self._server.kwargs)),
             "parent": os.getpid(),
-            "close_fds": self._owner_fds(),
+            "close_fds": self._owner_fds() if self.start_method == "fork" else [],  # spawn inherits none
         }
         try:
             proc = self._mp.Process(target=workers.main, args=(spec, writer), name=f"evbroker {w.name}", daemon=True)

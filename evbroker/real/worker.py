@@ -224,7 +224,8 @@ class WorkerLoop:
         self.settle_limit: int = spec["settle_limit"]
         self.rng = random.Random(f"{spec['seed']}:{self.name}:{spec['incarnation']}")
         self.streams: list[str] = spec["streams"]
-        self.r: redis.Redis = spec["client"]()
+        url, kwargs = spec["connect"]
+        self.r: redis.Redis = redis.Redis.from_url(url, **kwargs) if url else redis.Redis(**kwargs)
         self.read_script = self.r.register_script(_READ)
         self.ack_sha = self.r.script_load(_ACK)
         self.commit_sha = self.r.script_load(_COMMIT)  # EVALSHA in pipelines: no SCRIPT EXISTS round trip
