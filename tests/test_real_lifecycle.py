@@ -24,6 +24,12 @@ from evbroker.real import server as servers
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(autouse=True)
+def embedded_only(monkeypatch):
+    """These tests are about the embedded server: an external one named in the environment is set aside."""
+    monkeypatch.delenv(servers.URL_VARIABLE, raising=False)
+
+
 def processes_mentioning(text: str) -> list[int]:
     """Pids whose command line mentions ``text`` (the server's config and the watchdog name the folder)."""
     found = []
