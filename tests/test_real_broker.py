@@ -146,6 +146,33 @@ def test_a_copy_that_never_settles_stops_the_run_with_the_way_out(make):
         b.run()
 
 
+def test_a_queue_without_workers_holds_its_copies_and_the_run_still_settles(make):
+    b = make()
+    b.queue("payments")
+    b.publish("payments", {"order": "order-1"})
+    b.run()
+    assert b.stats("payments")["pending"] == 1
+
+
+def test_a_run_that_cannot_finish_in_max_wait_says_what_is_stuck(make):
+    b = make(max_wait=0.5)
+    b.queue("payments")
+    b.worker("payments", charge, service_time=1e6)
+    b.publish("payments", {"order": "order-1", "amount": 10})
+    with pytest.raises(eb.EvbrokerError, match=r"max_wait=0\.5.*payments-1 busy with m1"):
+        b.run()
+
+
+def test_run_until_stops_on_the_kit_clock(make):
+    b = make()
+    b.queue("payments")
+    b.worker("payments", charge)
+    b.run(until=5)
+    assert b.now >= 5
+    b.run(until=1)  # in the past on a wall clock that never waits: returns at once
+    assert b.now >= 5
+
+
 def test_the_idempotent_consumer_of_lesson_05_stops_the_double_charge(make):
     def idempotent(msg, ctx):
         if ctx.seen(msg.key):

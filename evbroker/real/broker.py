@@ -692,7 +692,8 @@ class RedisBroker:
         if self._schedule or any(w.restart_at is not None for w in self._workers.values()):
             return False
         queues, busy = self._snapshot()
-        if any(c.get("copies", 0) > c.get("reads", 0) or c["in_pel"] for c in queues.values()):
+        served = {w.queue for w in self._workers.values()}  # a queue no worker reads just holds its copies
+        if any(c.get("copies", 0) > c.get("reads", 0) or c["in_pel"] for q, c in queues.items() if q in served):
             return False
         return not any(v for v in busy.values())
 
