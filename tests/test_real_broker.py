@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import types
 
 import pytest
 
@@ -241,6 +242,24 @@ def test_with_spawn_a_lambda_handler_is_refused_with_what_to_do(make):
     b.queue("payments")
     with pytest.raises(eb.EvbrokerError, match=r"cannot run in a worker process.*top level of a \.py file"):
         b.worker("payments", lambda m, ctx: None)
+
+
+def test_with_spawn_a_handler_defined_in_the_notebook_is_refused_with_what_to_do(make):
+    b = make(start_method="spawn")
+    b.queue("payments")
+    handler = types.FunctionType(charge.__code__, {}, "handle")
+    handler.__module__ = "__main__"  # as a function defined in a notebook cell
+    with pytest.raises(eb.EvbrokerError, match=r"defined in the notebook.*\.py file.*start_method='fork'"):
+        b.worker("payments", handler)
+
+
+def test_a_bad_service_time_stops_the_run_with_the_simulators_words(make):
+    b = make()
+    b.queue("payments")
+    b.worker("payments", charge, service_time=lambda m: -1)
+    b.publish("payments", {"order": "order-1", "amount": 10})
+    with pytest.raises(eb.EvbrokerError, match=r"service_time\(msg\) for m1 must be a number > 0 \(got -1\)"):
+        b.run()
 
 
 def test_with_spawn_an_importable_handler_runs_in_a_fresh_process(make):

@@ -378,6 +378,14 @@ class RedisBroker:
 
     def _check_portable(self, queue: str, handler: Any, service_time: Any, faults: Faults) -> None:
         for what, obj in (("handler", handler), ("service_time", service_time), ("faults", faults)):
+            if callable(obj) and getattr(obj, "__module__", None) == "__main__":
+                raise EvbrokerError(
+                    f"worker {queue!r}: the {what} {getattr(obj, '__name__', obj)!r} cannot run in a worker process: "
+                    "it is defined in the notebook (or the script being run), and a process started with "
+                    "start_method='spawn' begins from scratch and cannot import it. Move it to a .py file next to "
+                    "the notebook and import it from there, or use RedisBroker(start_method='fork') where the "
+                    "platform has fork (Linux, macOS)."
+                )
             try:
                 pickle.dumps(obj)
             except Exception as exc:

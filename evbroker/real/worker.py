@@ -453,6 +453,11 @@ class WorkerLoop:
         except Exception as exc:  # a processing failure, as Redis sees it: no XACK
             error = exc
         duration = self.service_time(msg) if callable(self.service_time) else self.service_time
+        if isinstance(duration, bool) or not isinstance(duration, (int, float)) or not 0 < duration < float("inf"):
+            self.fail_run(
+                f"worker {self.name!r}: service_time(msg) for {msg.id} must be a number > 0 (got {duration!r}); "
+                "the service_time callable must return how long this message takes"
+            )
         if f.slow and self.draw(f.slow, msg):
             duration += f.slow_by
             detail = f"slow: takes {duration:g} (ack_timeout {self.ack_timeout:g})"
@@ -729,7 +734,15 @@ def main(spec: dict[str, Any], notify: Any) -> None:
             os.close(fd)  # e.g. the pipe that keeps the embedded server alive: only the owner holds it
     if os.getppid() != spec["parent"]:
         os._exit(0)
+    loop = None
     try:
-        WorkerLoop(spec, notify).run()
+        loop = WorkerLoop(spec, notify)
+        loop.run()
     except redis.ConnectionError:
         os._exit(0)  # the server went away: the broker is closing
+    except Exception as exc:  # a bug outside the handler: stop the run with it rather than crash-loop
+        with contextlib.suppress(Exception):
+            text = f"worker {spec['name']!r} stopped: {type(exc).__name__}: {exc}"
+            if loop is not None:
+                loop.fail_run(text)
+        os._exit(FAILED)
