@@ -69,6 +69,12 @@ def test_a_payment_is_charged_once_acked_and_traced(make):
     assert [e.kind for e in b.trace.where(msg=mid)] == ["publish", "deliver", "process", "effect", "complete", "ack"]
     s = b.stats("payments")
     assert (s["copies"], s["deliveries"], s["processed"], s["acked"], s["pending"]) == (1, 1, 1, 1, 0)
+    table = b.trace.table()
+    assert "charge order=order-1 amount=10" in table and "-> payments-" in table
+    ax = eb.plot.timeline(b)  # the simulator's view, unchanged
+    ax.figure.canvas.draw()
+    lanes = [t.get_text() for t in ax.get_yticklabels()] + [t.get_text() for t in ax.texts]
+    assert {"producer", "payments-1", "payments-2"} <= set(lanes), lanes
 
 
 def test_the_stacked_shape_is_one_consumer_group_per_service_on_the_topic_stream(make):
