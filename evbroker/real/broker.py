@@ -439,29 +439,31 @@ class RedisBroker:
         return f"m{self._ids.pop()}"
 
     def _publish_due(self) -> None:
+        """XADD every publish whose time has come, 500 to a pipeline, with its counters and trace rows."""
         now = self.now
-        p = self.redis.pipeline(transaction=False)
-        rows: list[bytes] = []
-        n = 0
         while self._schedule and self._schedule[0][0] <= now:
-            _at, _, mid, dest, payload, key, by, faults, retry, retry_of = heapq.heappop(self._schedule)
-            if by not in self._actors:
-                self._actors[by] = "producer"
-            detail = f"retry of {retry_of}" if retry_of else ""
-            rows.extend(workers.publish_into(p, self.keys, self._topics, now, mid, dest, payload, key, by, detail))
-            if faults is not None and faults.lose_confirm and retry < MAX_PUBLISH_RETRIES:
-                probe = Message(mid, payload, key, dest, None, retry + 1)
-                chance = faults.lose_confirm
-                if chance(probe) if callable(chance) else (chance >= 1 or self._rng().random() < chance):
-                    rows.append(
-                        workers._row(
-                            now, "confirm-lost", by, mid, None, f"will publish again in {faults.retry_after:g}", dest
-                        )
-                    )
-                    heapq.heappush(
-                        self._schedule,
-                        (
-                            now + faults.retry_after,
+            p = self.redis.pipeline(transaction=False)
+            rows: list[tuple] = []
+            counts: dict[str, int] = {}
+            for _ in range(500):
+                if not self._schedule or self._schedule[0][0] > now:
+                    break
+                _at, _, mid, dest, payload, key, by, faults, retry, retry_of = heapq.heappop(self._schedule)
+                if by not in self._actors:
+                    self._actors[by] = "producer"
+                detail = f"retry of {retry_of}" if retry_of else ""
+                rows += workers.publish_into(
+                    p, self.keys, self._topics, now, mid, dest, payload, key, by, detail, counts
+                )
+                if faults is not None and faults.lose_confirm and retry < MAX_PUBLISH_RETRIES:
+                    probe = Message(mid, payload, key, dest, None, retry + 1)
+                    chance = faults.lose_confirm
+                    if chance(probe) if callable(chance) else (chance >= 1 or self._rng().random() < chance):
+                        again = f"will publish again in {faults.retry_after:g}"
+                        rows.append((now, "confirm-lost", by, mid, None, again, dest, None, None))
+                        retry_at = now + faults.retry_after
+                        entry = (
+                            retry_at,
                             next(self._seq),
                             self._new_id(),
                             dest,
@@ -471,15 +473,11 @@ class RedisBroker:
                             faults,
                             retry + 1,
                             mid,
-                        ),
-                    )
-            n += 1
-            if n % 500 == 0:
-                p.rpush(self.keys.trace, *rows)
-                p.execute()
-                rows = []
-        if rows:
-            p.rpush(self.keys.trace, *rows)
+                        )
+                        heapq.heappush(self._schedule, entry)
+            for q, n in counts.items():
+                p.hincrby(self.keys.stats(q), "copies", n)
+            p.rpush(self.keys.trace, pickle.dumps(rows))
             p.execute()
 
     def _rng(self) -> Any:

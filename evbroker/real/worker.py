@@ -649,7 +649,8 @@ class WorkerLoop:
         p.sadd(keys.unique(q), msg.id)
         rows.append(_row(now, "complete", self.name, msg.id, msg.attempt, "", None, q))
         for mid, (dest, payload, key) in zip(ids, ctx.publications, strict=True):
-            rows.extend(publish_into(p, self.keys, self.spec["topics"], now, mid, dest, payload, key, self.name))
+            published = publish_into(p, self.keys, self.spec["topics"], now, mid, dest, payload, key, self.name)
+            rows.extend(pickle.dumps(r) for r in published)
         p.rpush(keys.trace, *rows)
         return p
 
@@ -702,21 +703,29 @@ def publish_into(
     key: Any,
     by: str,
     detail: str = "",
-) -> list[bytes]:
-    """Queue one publish on pipeline ``p`` (XADD and counters); return its trace rows."""
-    rows = [_row(now, "publish", by, mid, None, detail, dest)]
+    counts: dict[str, int] | None = None,
+) -> list[tuple]:
+    """Queue one publish on pipeline ``p`` (XADD and counters); return its trace rows, as tuples.
+
+    With ``counts``, the copies per queue are added there for the caller to write in one go.
+    """
+    rows = [(now, "publish", by, mid, None, detail, dest, None, None)]
     fields = {"id": mid, "p": pickle.dumps(payload), "k": pickle.dumps(key), "t": dest}
     bound = topics.get(dest)
     if bound is None:  # a queue's own stream
-        p.xadd(keys.stream(dest), fields)
-        p.hincrby(keys.stats(dest), "copies", 1)
+        queues = [dest]
     elif not bound:
-        rows.append(_row(now, "unroutable", dest, mid, None, "no consumer group reads this stream"))
+        rows.append((now, "unroutable", dest, mid, None, "no consumer group reads this stream", None, None, None))
+        return rows
     else:
-        p.xadd(keys.stream(dest), fields)
-        for q in bound:
-            rows.append(_row(now, "route", dest, mid, None, "", q, q))
+        queues = bound
+        rows.extend((now, "route", dest, mid, None, "", q, q, None) for q in bound)
+    p.xadd(keys.stream(dest), fields)
+    for q in queues:
+        if counts is None:
             p.hincrby(keys.stats(q), "copies", 1)
+        else:
+            counts[q] = counts.get(q, 0) + 1
     return rows
 
 
