@@ -304,9 +304,14 @@ def test_a_server_older_than_6_2_names_the_missing_command():
         servers.check_version(Old(), "redis://old:6379")
 
 
-def test_importing_evbroker_does_not_import_redis():
-    code = "import sys, evbroker; evbroker.Broker(); print('redis' in sys.modules)"
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
+def test_importing_evbroker_does_not_import_redis_until_eb_real_is_used():
+    code = (
+        "import sys, evbroker as eb; eb.Broker(); print('redis' in sys.modules); "
+        "eb.real.RedisBroker; print('redis' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.split()
+    assert out == ["False", "True"]
+    assert eb.real.RedisBroker is RedisBroker
 
 
 @pytest.mark.slow
