@@ -74,6 +74,7 @@ bench: $(TESTKIT)
 	$(BIN)/python benchmarks/engine.py
 	$(BIN)/python benchmarks/widgets.py
 	$(BIN)/python benchmarks/explore.py
+	$(BIN)/python benchmarks/real.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis .ruff_cache artifacts

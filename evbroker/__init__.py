@@ -5,7 +5,8 @@
 
 The core (``Broker``, ``Faults``, ``Trace``) is imported eagerly and never plots or prints.
 The views (``eb.plot``, ``eb.widgets``), the sagas (``eb.workflows``), the lesson scenarios
-(``eb.scenarios``) and the exercise checks (``eb.grading``) load on first use.
+(``eb.scenarios``), the exercise checks (``eb.grading``) and the real broker on Redis
+(``eb.real``, which alone needs the redis packages) load on first use.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from evbroker.errors import EvbrokerError
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("plot", "widgets", "workflows", "scenarios", "grading")
+_SUBMODULES = ("plot", "widgets", "workflows", "scenarios", "grading", "real")
 
 __all__ = [
     "GUARANTEES",

