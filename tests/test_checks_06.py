@@ -51,7 +51,7 @@ def test_a_delivery_limit_between_three_and_five_with_the_dlq_passes(tries):
         (queues(max_deliveries=3), "it was set aside, but not in payments.dlq, where support looks"),
         (
             queues(max_deliveries=3, dead_letter="payments.dlq", guarantee="at-most-once"),
-            "whose amount is broken, was dropped for good",
+            "max_deliveries= has no effect on an at-most-once queue",
         ),
     ],
 )

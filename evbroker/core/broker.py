@@ -7,17 +7,19 @@ knob mirrors is named in the docstrings.
 
 from __future__ import annotations
 
-import inspect
 import random
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from evbroker.core.faults import NO_FAULTS, Faults
+from evbroker.core import guards
+from evbroker.core.faults import NO_FAULTS, Faults, check_publish_faults
 from evbroker.core.message import Context, Effect, Message
+from evbroker.core.payloads import ATOMS, snapshot
 from evbroker.core.scheduler import COMPLETE, PUBLISH, RESTART, SKIP, TIMEOUT, Entry, Scheduler
 from evbroker.core.trace import Trace
+from evbroker.core.validate import check_arity, check_hashable, check_not_lazy, keywords_checked
 from evbroker.errors import EvbrokerError, check_positive, did_you_mean, one_of
 
 GUARANTEES = ("at-most-once", "at-least-once", "exactly-once")
@@ -130,10 +132,21 @@ class Broker:
 
     ``settle_limit`` is how many deliveries of one copy (with no ``max_deliveries``) count as
     "this will never settle"; ``max_events`` bounds one ``run()`` call, so a handler that
-    publishes forever stops with an error instead of hanging the notebook.
+    publishes forever stops with an error instead of hanging the notebook (and a chain of
+    handlers publishing into each other is stopped after ``guards.MAX_CHAIN`` hops, naming the
+    loop). ``handler_errors`` says how a handler that raises is reported: "warn" (its
+    traceback, at its first failure), "record" (the trace only) or "raise" (stop the run);
+    see :class:`~evbroker.core.guards.HandlerFailed` for why.
     """
 
-    def __init__(self, seed: int = 0, *, settle_limit: int = 100, max_events: int = 5_000_000) -> None:
+    def __init__(
+        self,
+        seed: int = 0,
+        *,
+        settle_limit: int = 100,
+        max_events: int = 5_000_000,
+        handler_errors: str = "warn",
+    ) -> None:
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise EvbrokerError(f"seed must be an int such as 0 or 42 (got {seed!r})")
         if isinstance(settle_limit, bool) or not isinstance(settle_limit, int) or settle_limit < 1:
@@ -160,6 +173,11 @@ class Broker:
         self._on_deadline = self._deadline
         self._effects: list[Effect] = []
         self._next_id = 0
+        self.handler_errors = guards.check_handler_errors(handler_errors)
+        self._failed_handlers: set[tuple[str, str]] = set()  # (queue, handler) that raised already
+        self._handling: _Worker | None = None  # the worker whose handler is running right now
+        self._stalled: dict[str, _Queue] = {}  # queues holding a copy a refused handler call put back
+        self._chains: dict[str, tuple[int, str]] = {}  # handler-published id -> (chain length, parent id)
 
     # ------------------------------------------------------------------ set-up
 
@@ -195,6 +213,7 @@ class Broker:
         self._topics[name] = []
         self._actors[name] = "topic"
 
+    @keywords_checked
     def queue(
         self,
         name: str,
@@ -227,6 +246,19 @@ class Broker:
         self._check_new_name(name, "queue")
         if guarantee not in GUARANTEES:
             raise one_of("guarantee", guarantee, GUARANTEES)
+        if isinstance(bind, str) and bind.lower() in GUARANTEES and bind not in self._topics:
+            raise EvbrokerError(
+                f"queue {name!r}: {bind!r} was given as the second argument, which is bind (the topic); a "
+                f"guarantee is given by name: b.queue({name!r}, guarantee={bind.lower()!r})"
+            )
+        if guarantee == "at-most-once" and (max_deliveries is not None or dead_letter is not None):
+            given = "max_deliveries" if max_deliveries is not None else "dead_letter"
+            raise EvbrokerError(
+                f"queue {name!r}: {given}= has no effect on an at-most-once queue: it never redelivers (the "
+                "broker forgets a copy once sent), so no copy ever runs out of deliveries or reaches a dead-letter "
+                "queue. Use guarantee='at-least-once' to retry and dead-letter, or drop "
+                f"{given}="
+            )
         check_positive(
             f"queue {name!r}: ack_timeout",
             ack_timeout,
@@ -281,6 +313,7 @@ class Broker:
         if q not in self._topics[topic]:
             self._topics[topic].append(q)
 
+    @keywords_checked
     def worker(
         self,
         queue: str,
@@ -354,6 +387,11 @@ class Broker:
                 f"{did_you_mean(worker, [*self._workers, *self._queues])}; "
                 f"workers are {', '.join(self._workers) or '(none yet)'}"
             )
+        if not targets:
+            raise EvbrokerError(
+                f"outage: queue {worker!r} has no workers yet, so the outage would take nobody down; "
+                f"declare them first with b.worker({worker!r}, handler), then the outage"
+            )
         check_positive("outage: start", start, allow_zero=True)
         check_positive("outage: end", end)
         if start < self.now:
@@ -385,7 +423,12 @@ class Broker:
         Returns the message id ("m1", "m2", ...). ``key`` is the business key (an order
         number) that survives producer retries; ``by`` names the producer on the timeline;
         ``faults`` (``lose_confirm``) makes the producer retry with a new message id.
+
+        The payload is copied now (a real client serialises it): editing the object after
+        this call, even for a publish ``at`` a later time, does not change the message.
         """
+        if self._handling is not None:
+            raise guards.in_handler(self, "publish")
         if dest not in self._queues and dest not in self._topics:
             self._check_destination(dest, where="publish")
         now = self._clock.now
@@ -393,13 +436,20 @@ class Broker:
             at = now
         elif not (type(at) in (int, float) and now <= at < _INF):  # the common case needs no more checks
             check_positive("publish: at", at, allow_zero=True)
-            raise EvbrokerError(
-                f"publish: at={at!r} is in the past (now is {now:g}); use at >= {now:g}, or at=None for now"
-            )
+            if at < now:
+                raise EvbrokerError(
+                    f"publish: at={at!r} is in the past (now is {now:g}); use at >= {now:g}, or at=None for now"
+                )
         if by is not PRODUCER and (not isinstance(by, str) or not by):
             raise EvbrokerError(f"publish: by must be a producer name such as 'orders' (got {by!r})")
         if faults is not None and not isinstance(faults, Faults):
             raise EvbrokerError(f"publish: faults must be eb.Faults(...) or None (got {faults!r})")
+        if faults is not None:
+            check_publish_faults(faults)
+        if key is not None and type(key) not in ATOMS:
+            check_hashable(key, "publish(..., key=...)")
+        if type(payload) not in ATOMS:
+            payload = snapshot(payload, "publish: payload")
         self._next_id += 1
         mid = f"m{self._next_id}"
         self._clock.at(float(at), PUBLISH, self._on_publish, mid, dest, payload, key, by, faults, 0, None)
@@ -495,7 +545,8 @@ class Broker:
         c.attempt = attempt = c.attempt + 1
         c.duration = 0.0
         q.deliveries += 1
-        msg = _new(Message, (c.id, c.payload, c.key, c.topic, q.name, attempt))
+        payload = c.payload if type(c.payload) in ATOMS else snapshot(c.payload)  # a fresh copy per delivery
+        msg = _new(Message, (c.id, payload, c.key, c.topic, q.name, attempt))
         events.append((now, "deliver", q.name, c.id, attempt, "", w.name, q.name, None))
         at_most_once = q.guarantee == "at-most-once"
         if not at_most_once:
@@ -518,7 +569,7 @@ class Broker:
                 if at_most_once:
                     self._lose(c, "worker crashed before processing")
                 return
-        if q.guarantee == "exactly-once" and c.id in q.ids:
+        if q.guarantee == "exactly-once" and guards.dedupe_id(self, c) in q.ids:
             events.append(
                 _row(
                     now,
@@ -539,12 +590,21 @@ class Broker:
         w.attempt = attempt
         ctx = Context(self, msg, w.name, now)
         error: BaseException | None = None
+        self._handling = w
         try:
-            w.handler(msg, ctx)
+            result = w.handler(msg, ctx)
+            if result is not None:
+                guards.refuse_lazy_result(result, w.name, c.id, w.handler)
         except EvbrokerError:
+            self._handling = None
+            guards.handler_refused(self, w, c, attempt)
             raise
         except Exception as exc:  # a processing failure, as the real broker sees it
             error = exc
+            if self.handler_errors == "raise":
+                self._handling = None
+                guards.stop_at_failure(self, w, c, attempt, exc)
+        self._handling = None
         duration = w.service_time
         if callable(duration):
             duration = self._service_time(w, msg)
@@ -563,7 +623,7 @@ class Broker:
         st = w.service_time
         if not callable(st):
             return st
-        value = st(msg)
+        value = guards.call_service_time(w, msg)
         return check_positive(
             f"worker {w.name!r}: service_time(msg) for {msg.id}",
             value,
@@ -580,7 +640,10 @@ class Broker:
             q.free += 1
             w.current = None
             reason = f"handler raised {type(error).__name__}: {error}"
-            self._events.append(_row(self._clock.now, "handler-error", w.name, c.id, attempt, reason, None, q.name))
+            data = guards.on_handler_error(self, w, c, attempt, error)
+            self._events.append(
+                _row(self._clock.now, "handler-error", w.name, c.id, attempt, reason, None, q.name, data)
+            )
             if q.guarantee == "at-most-once":
                 self._lose(c, reason)
             elif c.awaiting == attempt:  # a nack: no need to wait for the timeout
@@ -630,7 +693,8 @@ class Broker:
         now = self._clock.now
         events = self._events
         conflict = None
-        if q.guarantee == "exactly-once" and c.id in q.ids:
+        token = c.id if c.topic == q.name or c.topic in self._topics else guards.dedupe_id(self, c)
+        if q.guarantee == "exactly-once" and token in q.ids:
             conflict = f"{c.id} was committed by another delivery meanwhile"
         else:
             for key, when in ctx.remembered:
@@ -641,6 +705,8 @@ class Broker:
             events.append(
                 _row(now, "dedup", w.name, c.id, attempt, f"{conflict}: rolled back, nothing applied", None, q.name)
             )
+            if q.guarantee == "at-most-once":  # forgotten once sent, and now its work is void too
+                self._lose(c, "its work was rolled back and at-most-once never redelivers")
             return
         for name, data in ctx.effects:
             self._effects.append(Effect(now, name, w.name, q.name, c.id, attempt, c.key, data))
@@ -661,12 +727,12 @@ class Broker:
             if when == "commit":
                 q.keys.add(key)
         if q.guarantee == "exactly-once":
-            q.ids.add(c.id)
+            q.ids.add(token)
         q.processed += 1
-        q.unique.add(c.id)
+        q.unique.add(token)
         events.append((now, "complete", w.name, c.id, attempt, "", None, q.name, None))
-        for dest, payload, key in ctx.publications:
-            self._do_publish(self._new_id(), dest, payload, key, w.name, w.faults, 0, None)
+        if ctx.publications:
+            guards.publish_outbox(self, w, c, ctx)
 
     def _settle(self, c: _Copy) -> None:
         """The broker stops waiting for this delivery's ack: it is no longer in flight."""
@@ -736,7 +802,7 @@ class Broker:
         if q.max_deliveries is not None and c.attempt >= q.max_deliveries:
             self._dead_letter(c, reason)
             return
-        delay = q.retry_delay * q.retry_backoff ** (c.attempt - 1) if q.retry_delay else 0.0
+        delay = guards.retry_delay(q, c.attempt)
         q.waiting += 1
         if delay:
             self._clock.at(self._clock.now + delay, TIMEOUT, self._redeliver, c)
@@ -758,7 +824,7 @@ class Broker:
     def _dead_letter(self, c: _Copy, reason: str) -> None:
         q = c.queue
         q.dead_lettered += 1
-        q.dead_letters.append(Message(c.id, c.payload, c.key, c.topic, q.name, c.attempt))
+        q.dead_letters.append(Message(c.id, snapshot(c.payload), c.key, c.topic, q.name, c.attempt))
         detail = f"after {c.attempt} deliveries ({reason})"
         self._events.append(
             _row(self._clock.now, "dead-letter", q.name, c.id, c.attempt, detail, q.dead_letter, q.name)
@@ -795,8 +861,10 @@ class Broker:
         if c.queue.guarantee == "at-most-once":
             self._lose(c, "worker crashed during processing")
 
-    def _restart(self, w: _Worker) -> None:
+    def _restart(self, w: _Worker) -> object:
         w.restart = None
+        if w.outages:  # down from a crash, and now also in an outage: it comes back when that ends
+            return SKIP
         w.state = "idle"
         w.queue.free += 1
         self._events.append(_row(self._clock.now, "restart", w.name, None, None, "", None, w.queue.name))
@@ -809,13 +877,15 @@ class Broker:
             self._crash(w, "outage" + (": work in progress abandoned" if c else ""), c, w.attempt if c else None)
             if c is not None and c.queue.guarantee == "at-most-once":
                 self._lose(c, "worker taken down during processing")
-        if w.restart is not None:  # it stays down until the outage ends
-            Scheduler.cancel(w.restart)
-            w.restart = None
+            if w.restart is not None:  # it stays down until the outage ends
+                Scheduler.cancel(w.restart)
+                w.restart = None
+        # Already down from a crash: its restart stands; whichever is later, that restart or
+        # the outage's end, brings it back.
 
     def _outage_end(self, w: _Worker) -> None:
         w.outages -= 1
-        if not w.outages:
+        if not w.outages and w.restart is None:
             self._restart(w)
 
     # ------------------------------------------------------------------ running
@@ -827,6 +897,8 @@ class Broker:
         Without it, the clock stops at the last thing that happened (an ack timeout that was
         never needed, because the ack came, does not count).
         """
+        if self._handling is not None:
+            raise guards.in_handler(self, "run")
         clock = self._clock
         if until is not None:
             check_positive("run: until", until, allow_zero=True)
@@ -834,12 +906,17 @@ class Broker:
                 raise EvbrokerError(
                     f"run: until={until!r} is in the past (now is {clock.now:g}); use until >= {clock.now:g}"
                 )
+        if self._stalled:  # a copy put back by a refused handler call: try it again, loudly
+            stalled = list(self._stalled.values())
+            self._stalled.clear()
+            for q in stalled:
+                self._dispatch(q)
         # After max_events, one more event that does something means the run is not settling.
         if clock.run(until, self.max_events) == self.max_events and clock.run(until, 1):
             raise EvbrokerError(
                 f"run did not settle after {self.max_events} events (now t={clock.now:g}); a handler may be "
                 "publishing messages forever. Stop at a time with b.run(until=...), or raise "
-                "Broker(max_events=...) if the workload really is that large."
+                "Broker(max_events=...) if the workload really is that large." + guards.busiest_publisher(self)
             )
         if until is not None:
             clock.now = float(until)
@@ -874,7 +951,10 @@ class Broker:
         """Side effects recorded by handlers (all, or those called ``name``), in commit order."""
         if name is None:
             return list(self._effects)
-        return [e for e in self._effects if e.name == name]
+        found = [e for e in self._effects if e.name == name]
+        if not found and self._effects:
+            guards.warn_effect_name(name, self._effects)
+        return found
 
     def dead_letters(self, queue: str) -> list[Message]:
         """Copies of ``queue`` that ran out of deliveries, in the order they were set aside."""
@@ -890,7 +970,7 @@ class Broker:
 
     def _draw(self, chance: Any, msg: Message) -> bool:
         if callable(chance):
-            return bool(chance(msg))
+            return guards.call_predicate(self, chance, msg)
         if chance >= 1:
             return True
         return self.rng.random() < chance
@@ -951,16 +1031,7 @@ def _effect_detail(name: str, data: dict) -> str:
 
 
 def _check_arity(fn: Callable, n: int, where: str, shape: str) -> None:
-    try:
-        sig = inspect.signature(fn)
-    except (TypeError, ValueError):
-        return
-    try:
-        sig.bind(*([None] * n))
-    except TypeError:
-        raise EvbrokerError(
-            f"{where} must take {n} argument{'s' if n > 1 else ''}: {shape} (got {getattr(fn, '__name__', fn)}{sig})"
-        ) from None
+    check_arity(fn, n, where, shape)
 
 
 def _check_handler(handler: object, where: str) -> None:
@@ -970,3 +1041,4 @@ def _check_handler(handler: object, where: str) -> None:
             "define def handle(msg, ctx): ... and pass handle, without calling it"
         )
     _check_arity(handler, 2, f"{where}: handler", "handler(msg, ctx)")
+    check_not_lazy(handler, where)

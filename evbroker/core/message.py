@@ -6,6 +6,8 @@ import random
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from evbroker.core.payloads import snapshot
+from evbroker.core.validate import check_hashable, check_stable_text
 from evbroker.errors import EvbrokerError, one_of
 
 if TYPE_CHECKING:
@@ -70,16 +72,36 @@ class Context:
         self.publications: list[tuple[str, Any, Any]] = []
         self.remembered: list[tuple[Any, str]] = []
 
-    def effect(self, name: str, **data: Any) -> None:
-        """Record a side effect (``ctx.effect("charge", amount=10)``), applied when processing completes."""
+    def effect(self, name: str | None = None, /, **data: Any) -> None:
+        """Record a side effect (``ctx.effect("charge", amount=10)``), applied when processing completes.
+
+        The fields are copied now: a handler that edits its payload afterwards does not change
+        the effect. A field may not be called ``name`` (that is the effect's own name), and
+        each value must have a stable text (the trace shows ``field=value``).
+        """
+        if name is None and "name" in data:  # ctx.effect(name="charge", amount=10)
+            name = data.pop("name")
+        elif "name" in data:
+            raise EvbrokerError(
+                f"ctx.effect({name!r}, name={data['name']!r}): a field cannot be called 'name', it is the "
+                f"effect's own name ({name!r}); call the field something else, e.g. "
+                f"ctx.effect({name!r}, user={data['name']!r})"
+            )
         if not isinstance(name, str) or not name:
             raise EvbrokerError(f"ctx.effect needs a non-empty name such as 'charge' (got {name!r})")
-        self.effects.append((name, data))
+        for field_name, value in data.items():
+            check_stable_text(value, f"ctx.effect({name!r}, {field_name}=...): the value")
+        self.effects.append((name, snapshot(data, f"ctx.effect({name!r}, ...)")))
 
     def publish(self, dest: str, payload: Any, key: Any = None) -> None:
-        """Publish a new message to a topic or queue when processing completes (an outbox)."""
+        """Publish a new message to a topic or queue when processing completes (an outbox).
+
+        The payload is copied now, as a real client serialises it when it is handed over.
+        """
         self._broker._check_destination(dest, where="ctx.publish")
-        self.publications.append((dest, payload, key))
+        if key is not None:
+            check_hashable(key, "ctx.publish(..., key=...)")
+        self.publications.append((dest, snapshot(payload, "ctx.publish: payload"), key))
 
     def seen(self, key: Any) -> bool:
         """True if ``key`` was remembered (and committed) by this queue's service before.
@@ -87,6 +109,7 @@ class Context:
         The store belongs to the queue, so every worker of one service shares it, like the
         service's own database table of processed keys.
         """
+        check_hashable(key, "ctx.seen")
         return key in self._broker._queues[self.queue].keys
 
     def remember(self, key: Any, when: str = "commit") -> None:
