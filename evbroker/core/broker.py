@@ -19,7 +19,13 @@ from evbroker.core.message import Context, Effect, Message
 from evbroker.core.payloads import ATOMS, snapshot
 from evbroker.core.scheduler import COMPLETE, PUBLISH, RESTART, SKIP, TIMEOUT, Entry, Scheduler
 from evbroker.core.trace import Trace
-from evbroker.core.validate import check_arity, check_hashable, check_not_lazy, keywords_checked
+from evbroker.core.validate import (
+    check_arity,
+    check_hashable,
+    check_not_lazy,
+    keywords_checked,
+    refuse_lazy_result,
+)
 from evbroker.errors import EvbrokerError, check_positive, did_you_mean, one_of
 
 GUARANTEES = ("at-most-once", "at-least-once", "exactly-once")
@@ -594,7 +600,7 @@ class Broker:
         try:
             result = w.handler(msg, ctx)
             if result is not None:
-                guards.refuse_lazy_result(result, w.name, c.id, w.handler)
+                refuse_lazy_result(result, w.name, c.id, w.handler)
         except EvbrokerError:
             self._handling = None
             guards.handler_refused(self, w, c, attempt)
@@ -824,7 +830,7 @@ class Broker:
     def _dead_letter(self, c: _Copy, reason: str) -> None:
         q = c.queue
         q.dead_lettered += 1
-        q.dead_letters.append(Message(c.id, snapshot(c.payload), c.key, c.topic, q.name, c.attempt))
+        q.dead_letters.append(Message(c.id, c.payload, c.key, c.topic, q.name, c.attempt))
         detail = f"after {c.attempt} deliveries ({reason})"
         self._events.append(
             _row(self._clock.now, "dead-letter", q.name, c.id, c.attempt, detail, q.dead_letter, q.name)
@@ -958,7 +964,8 @@ class Broker:
 
     def dead_letters(self, queue: str) -> list[Message]:
         """Copies of ``queue`` that ran out of deliveries, in the order they were set aside."""
-        return list(self._get_queue(queue, "dead_letters").dead_letters)
+        # Copies: editing one (to fix it and publish it again) leaves the record as it was.
+        return [m._replace(payload=snapshot(m.payload)) for m in self._get_queue(queue, "dead_letters").dead_letters]
 
     def __repr__(self) -> str:
         return (

@@ -6,6 +6,7 @@ import random
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from evbroker.core.guards import check_chain
 from evbroker.core.payloads import snapshot
 from evbroker.core.validate import check_hashable, check_stable_text
 from evbroker.errors import EvbrokerError, one_of
@@ -98,7 +99,10 @@ class Context:
 
         The payload is copied now, as a real client serialises it when it is handed over.
         """
-        self._broker._check_destination(dest, where="ctx.publish")
+        broker = self._broker
+        broker._check_destination(dest, where="ctx.publish")
+        if self.msg.id in broker._chains:
+            check_chain(broker, self.msg, dest, self.worker)
         if key is not None:
             check_hashable(key, "ctx.publish(..., key=...)")
         self.publications.append((dest, snapshot(payload, "ctx.publish: payload"), key))
