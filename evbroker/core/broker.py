@@ -657,7 +657,9 @@ class Broker:
                 self._fail(c, reason)
             self._dispatch(q)
             return
-        self._commit(w, c, attempt, ctx)
+        if self._commit(w, c, attempt, ctx):  # a claim was taken meanwhile: decide again
+            guards.claim_lost(self, w, c, attempt)
+            return
         f = w.faults
         if f is not NO_FAULTS and f.crash_before_ack and self._draw(f.crash_before_ack, msg):
             self._crash(w, "after processing, before the ack", c, attempt)
@@ -690,10 +692,11 @@ class Broker:
         if q.ready:
             self._dispatch(q)
 
-    def _commit(self, w: _Worker, c: _Copy, attempt: int, ctx: Context) -> None:
+    def _commit(self, w: _Worker, c: _Copy, attempt: int, ctx: Context) -> bool:
         """Apply a finished handler's effects, publications and dedupe records, atomically.
 
         ``attempt`` is the delivery that did the work (the copy may have been redelivered since).
+        Returns True when the work was rolled back over a ``"claim"`` key: the delivery fails.
         """
         q = c.queue
         now = self._clock.now
@@ -704,8 +707,22 @@ class Broker:
             conflict = f"{c.id} was committed by another delivery meanwhile"
         else:
             for key, when in ctx.remembered:
-                if when == "commit" and key in q.keys:
+                if (when == "commit" or when == "claim") and key in q.keys:
                     conflict = f"key {key!r} was already recorded"
+                    if when == "claim":
+                        events.append(
+                            _row(
+                                now,
+                                "dedup",
+                                w.name,
+                                c.id,
+                                attempt,
+                                f"{conflict}: rolled back, to decide again",
+                                None,
+                                q.name,
+                            )
+                        )
+                        return True
                     break
         if conflict:
             events.append(
@@ -730,7 +747,7 @@ class Broker:
                 )
             )
         for key, when in ctx.remembered:
-            if when == "commit":
+            if when == "commit" or when == "claim":
                 q.keys.add(key)
         if q.guarantee == "exactly-once":
             q.ids.add(token)

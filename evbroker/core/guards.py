@@ -184,6 +184,21 @@ class EffectNameWarning(UserWarning):
     """``b.effects(name)`` found nothing, and the name is close to one that exists (a typo?)."""
 
 
+def claim_lost(b: Broker, w: _Worker, c: _Copy, attempt: int) -> None:
+    """The work was rolled back over a ``ctx.remember(key, when="claim")``: the delivery fails
+    (a nack), so the copy comes back and the handler decides again with what is committed now."""
+    q = c.queue
+    w.state = "idle"
+    q.free += 1
+    w.current = None
+    if q.guarantee == "at-most-once":
+        b._lose(c, "its claim was taken meanwhile and at-most-once never redelivers")
+    elif c.awaiting == attempt:
+        b._settle(c)
+        b._fail(c, "its claim was taken meanwhile: decide again")
+    b._dispatch(q)
+
+
 def in_handler(b: Broker, call: str) -> EvbrokerError:
     """A handler called ``b.run()`` or ``b.publish()``: refuse, pointing at ``ctx.publish``."""
     w = b._handling

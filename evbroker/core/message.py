@@ -14,7 +14,7 @@ from evbroker.errors import EvbrokerError, one_of
 if TYPE_CHECKING:
     from evbroker.core.broker import Broker
 
-REMEMBER_WHEN = ("commit", "start", "after-ack")
+REMEMBER_WHEN = ("commit", "start", "after-ack", "claim")
 
 
 class Message(NamedTuple):
@@ -128,6 +128,12 @@ class Context:
           the key says "done" for work that never happened: the work is lost.
         - ``"after-ack"`` (too late): written only once the ack has been sent. A crash between
           the work and the ack leaves no record, so the redelivery does the work again.
+        - ``"claim"``: written at commit like ``"commit"``, for a decision that only holds if
+          nobody decided otherwise meanwhile (a unique constraint that makes the transaction
+          fail). If the key is already there by then, the work is rolled back *and the delivery
+          fails*, so the message comes back and the handler decides again, now seeing what the
+          other delivery committed. ``"commit"`` acks instead: right for a duplicate of the
+          same work, whose outcome is already out.
         """
         if when not in REMEMBER_WHEN:
             raise one_of("ctx.remember(..., when=...)", when, REMEMBER_WHEN)

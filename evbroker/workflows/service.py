@@ -39,6 +39,18 @@ return a dict of results, merged into the data passed on (a booking reference, s
 REJECTED = "rejected"
 #: The effect a worker records when it skips work on purpose (nothing to undo, or too late).
 SKIPPED = "skipped"
+#: The third part of a claim key, ``(business key, work, SETTLED)``: see CLAIMS below.
+SETTLED = "settled"
+
+# CLAIMS. With several workers (Service(workers=2)) a piece of work and its compensation can
+# run at the same time on two workers: the work (slow, or taken for dead and dead-lettered)
+# has not committed yet when the compensation looks, finds "nothing to undo", and says so;
+# then the work commits, and a compensated order keeps its stock. Looking is not enough: the
+# decision must still hold when it commits. So both sides claim one key, (key, work, SETTLED),
+# with ctx.remember(..., when="claim"): whichever commits second is rolled back and its delivery
+# fails, and the redelivery decides again with what is committed now (the work finds the
+# compensation's tombstone and skips; the compensation finds the work and undoes it). This
+# is a unique constraint in the service's database doing what a read beforehand cannot.
 
 
 class Reject(Exception):
@@ -324,6 +336,8 @@ class Service:
                 _run_compensation(fn, cmd.data, ctx, f"service {self.name!r}: compensation {cmd.command!r}")
             else:
                 ctx.effect(SKIPPED, action=cmd.command, reason=f"nothing to undo: {cmd.undoes} never happened")
+                # Holds only if the work does not commit meanwhile on another worker (see CLAIMS).
+                ctx.remember((key, cmd.undoes, SETTLED), when="claim")
             ctx.remember(done)  # also the tombstone that stops a late `do` (below)
             reply(True)
             return
@@ -340,6 +354,8 @@ class Service:
             reply(False, no.reason)
             return
         ctx.remember(done)  # committed atomically with the effects and the reply
+        if cmd.compensation is not None:  # see CLAIMS
+            ctx.remember((key, cmd.command, SETTLED), when="claim")
         reply(True, data=_merge(cmd.data, result, f"service {self.name!r}: command {cmd.command!r}"))
 
     def _react(self, msg: Message, r: Reaction, ctx: Context) -> None:
@@ -350,6 +366,7 @@ class Service:
         where = f"service {self.name!r}: on({r.event!r})"
         if r.undoes is not None and not ctx.seen((msg.key, r.undoes)):
             ctx.effect(SKIPPED, action=r.action, reason=f"nothing to undo: {r.undoes} never happened")
+            ctx.remember((msg.key, r.undoes, SETTLED), when="claim")  # see CLAIMS
         elif r.undoes is not None:
             _run_compensation(r.fn, msg.payload, ctx, where)
         else:
@@ -368,6 +385,8 @@ class Service:
             if r.emits is not None:
                 ctx.publish(r.emits, _merge(msg.payload, result, where), key=msg.key)
             ctx.remember(key)  # committed atomically with the effects and the emitted event
+            if any(other.undoes == r.action for other in self._reactions.values()):  # see CLAIMS
+                ctx.remember((msg.key, r.action, SETTLED), when="claim")
             return
         ctx.remember(key)
         if r.emits is not None:
