@@ -51,6 +51,7 @@ SETTLED = "settled"
 # fails, and the redelivery decides again with what is committed now (the work finds the
 # compensation's tombstone and skips; the compensation finds the work and undoes it). This
 # is a unique constraint in the service's database doing what a read beforehand cannot.
+# (Commands only: a reaction has no tombstone check, so a claim there could never settle.)
 
 
 class Reject(Exception):
@@ -366,7 +367,6 @@ class Service:
         where = f"service {self.name!r}: on({r.event!r})"
         if r.undoes is not None and not ctx.seen((msg.key, r.undoes)):
             ctx.effect(SKIPPED, action=r.action, reason=f"nothing to undo: {r.undoes} never happened")
-            ctx.remember((msg.key, r.undoes, SETTLED), when="claim")  # see CLAIMS
         elif r.undoes is not None:
             _run_compensation(r.fn, msg.payload, ctx, where)
         else:
@@ -385,8 +385,6 @@ class Service:
             if r.emits is not None:
                 ctx.publish(r.emits, _merge(msg.payload, result, where), key=msg.key)
             ctx.remember(key)  # committed atomically with the effects and the emitted event
-            if any(other.undoes == r.action for other in self._reactions.values()):  # see CLAIMS
-                ctx.remember((msg.key, r.action, SETTLED), when="claim")
             return
         ctx.remember(key)
         if r.emits is not None:
