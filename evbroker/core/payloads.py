@@ -19,9 +19,13 @@ tuples and frozensets of them) are passed as they are: they cannot be edited any
 from __future__ import annotations
 
 import copy
+import dataclasses
 from typing import Any
 
 from evbroker.errors import EvbrokerError
+
+#: Field names of the dataclasses met so far (None: not a plain dataclass, deep-copied instead).
+_FIELDS: dict[type, tuple[str, ...] | None] = {}
 
 #: Types whose values cannot change: passed on without a copy.
 ATOMS = frozenset({str, int, float, bool, type(None), bytes, complex, range, type(Ellipsis)})
@@ -49,6 +53,17 @@ def _copy(value: Any, where: str) -> Any:
         return t(items)
     if t is set:
         return {_copy(v, where) for v in value}
+    names = _FIELDS.get(t, ()) if t in _FIELDS else _dataclass_fields(t)
+    if names and (not hasattr(value, "__dict__") or value.__dict__.keys() <= set(names)):
+        # A dataclass (a Command, a Reply): copy its fields; share it if none can change.
+        old = [getattr(value, n) for n in names]
+        new = [_copy(v, where) for v in old]
+        if all(a is b for a, b in zip(new, old, strict=True)):
+            return value
+        twin = object.__new__(t)
+        for n, v in zip(names, new, strict=True):
+            object.__setattr__(twin, n, v)
+        return twin
     try:
         return copy.deepcopy(value)
     except Exception as exc:
@@ -56,3 +71,9 @@ def _copy(value: Any, where: str) -> Any:
             f"{where}: {value!r} cannot be copied ({type(exc).__name__}: {exc}); a broker carries data (a "
             "message is bytes on the wire), so send plain values: dicts, lists, strings, numbers"
         ) from None
+
+
+def _dataclass_fields(t: type) -> tuple[str, ...] | None:
+    names = tuple(f.name for f in dataclasses.fields(t)) if dataclasses.is_dataclass(t) else None
+    _FIELDS[t] = names
+    return names
