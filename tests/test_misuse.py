@@ -5,6 +5,7 @@ behaves as a real broker would or stops with an error that names the mistake and
 """
 
 import copy
+import itertools
 import re
 import time
 import tracemalloc
@@ -153,7 +154,7 @@ def test_an_error_out_of_a_handler_leaves_no_busy_worker_and_the_next_run_is_not
 
     b.worker("jobs", handler)
     b.publish("jobs", 1)
-    with pytest.raises(eb.EvbrokerError, match="ctx.publish: no topic or queue named 'jbos'"):
+    with pytest.raises(eb.EvbrokerError, match=r"ctx\.publish: no topic or queue named 'jbos'"):
         b.run()
     assert b.stats("jobs")["pending"] == 1
     b.run()  # the copy is tried again (the handler is fixed by now): it is processed
@@ -216,7 +217,7 @@ def test_a_coroutine_returned_at_run_time_is_refused():
     b.publish("jobs", 1)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # and no "coroutine was never awaited"
-        with pytest.raises(eb.EvbrokerError, match="worker 'jobs-1' on m1: handler .* async def"):
+        with pytest.raises(eb.EvbrokerError, match=r"worker 'jobs-1' on m1: handler .* async def"):
             b.run()
     assert b.stats("jobs")["processed"] == 0
 
@@ -385,7 +386,7 @@ def test_an_uncapped_backoff_is_capped():
     b.publish("jobs", 1)
     b.run()
     waits = [e.time for e in b.trace.where(kind="redeliver")]
-    gaps = [round(later - earlier - 1, 6) for earlier, later in zip(waits, waits[1:], strict=False)]
+    gaps = [round(later - earlier - 1, 6) for earlier, later in itertools.pairwise(waits)]
     assert max(gaps) == MAX_RETRY_DELAY
     assert b.now < 400 * (MAX_RETRY_DELAY + 10)  # every ack_timeout still counts at these times
     assert b.stats("jobs")["dead_lettered"] == 1
@@ -404,6 +405,9 @@ def test_numpy_numbers_are_accepted_where_numbers_are():
     b.run(until=np.float64(30))
     assert [e.time for e in b.effects("done")] == [6, 7]
     eb.Faults(lose_ack=np.float64(0.5), slow_by=np.int64(2))
+    b.queue("more", max_deliveries=np.int64(3))
+    assert b.worker("more", lambda msg, ctx: None, count=np.int64(2)) == ["more-1", "more-2"]
+    eb.workflows.Service("inventory", workers=np.int64(2))
 
 
 @pytest.mark.parametrize("bad", [True, float("nan"), float("inf"), np.float64("nan"), np.bool_(True)])

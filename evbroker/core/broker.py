@@ -26,7 +26,7 @@ from evbroker.core.validate import (
     keywords_checked,
     refuse_lazy_result,
 )
-from evbroker.errors import EvbrokerError, check_positive, did_you_mean, one_of
+from evbroker.errors import EvbrokerError, check_positive, did_you_mean, is_whole, one_of
 
 GUARANTEES = ("at-most-once", "at-least-once", "exactly-once")
 #: How many times a publish is retried when its confirmation keeps getting lost.
@@ -271,7 +271,7 @@ class Broker:
             hint="; it is how long the broker waits for an ack before redelivering",
         )
         if max_deliveries is not None and (
-            isinstance(max_deliveries, bool) or not isinstance(max_deliveries, int) or max_deliveries < 1
+            not is_whole(max_deliveries) or max_deliveries < 1
         ):
             raise EvbrokerError(
                 f"queue {name!r}: max_deliveries must be None (retry forever) or a whole number >= 1 "
@@ -304,6 +304,8 @@ class Broker:
                 f"{did_you_mean(dead_letter, self._queues)}; declare it first with "
                 f"b.queue({dead_letter!r})"
             )
+        if max_deliveries is not None:
+            max_deliveries = int(max_deliveries)
         q = _Queue(
             name, guarantee, float(ack_timeout), max_deliveries, dead_letter, float(retry_delay), float(retry_backoff)
         )
@@ -338,8 +340,9 @@ class Broker:
         A worker that crashes comes back ``restart_after`` later, like a restarted pod.
         """
         q = self._get_queue(queue, "worker")
-        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        if not is_whole(count) or count < 1:
             raise EvbrokerError(f"worker {queue!r}: count must be a whole number >= 1 (got {count!r})")
+        count = int(count)
         _check_handler(handler, f"worker {queue!r}")
         if callable(service_time):
             _check_arity(service_time, 1, f"worker {queue!r}: service_time", "service_time(msg) -> float")

@@ -38,7 +38,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from evbroker.errors import EvbrokerError, check_positive, did_you_mean
+from evbroker.errors import EvbrokerError, check_positive, did_you_mean, is_whole
 from evbroker.workflows.service import Command, FaultPlan, Reply, Service, faults_by_name
 
 if TYPE_CHECKING:
@@ -260,7 +260,7 @@ class Saga:
         as they are; their dead letters go wherever they were installed to send them.
         """
         plan = faults_by_name(faults, [self.name, *(s.name for s in self.services)], f"Saga {self.name!r}")
-        if attempts is not None and (isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1):
+        if attempts is not None and (not is_whole(attempts) or attempts < 1):
             raise EvbrokerError(
                 f"Saga {self.name!r}: attempts must be None (retry until done) or a whole number >= 1 "
                 f"(got {attempts!r}); e.g. attempts=3"

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from evbroker.core.faults import Faults
-from evbroker.errors import EvbrokerError, check_positive, did_you_mean
+from evbroker.errors import EvbrokerError, check_positive, did_you_mean, is_whole
 
 if TYPE_CHECKING:
     from evbroker.core.broker import Broker
@@ -148,11 +148,11 @@ class Service:
         if not isinstance(name, str) or not name.strip():
             raise EvbrokerError(f"Service needs a name such as 'inventory' (got {name!r})")
         check_positive(f"Service {name!r}: service_time", service_time, hint="; it is how long one piece of work takes")
-        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        if not is_whole(workers) or workers < 1:
             raise EvbrokerError(f"Service {name!r}: workers must be a whole number >= 1 (got {workers!r})")
         self.name = name
         self.service_time = float(service_time)
-        self.workers = workers
+        self.workers = int(workers)
         self._commands: dict[str, Work] = {}
         self._reactions: dict[str, Reaction] = {}
 
