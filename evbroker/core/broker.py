@@ -270,9 +270,7 @@ class Broker:
             ack_timeout,
             hint="; it is how long the broker waits for an ack before redelivering",
         )
-        if max_deliveries is not None and (
-            not is_whole(max_deliveries) or max_deliveries < 1
-        ):
+        if max_deliveries is not None and (not is_whole(max_deliveries) or max_deliveries < 1):
             raise EvbrokerError(
                 f"queue {name!r}: max_deliveries must be None (retry forever) or a whole number >= 1 "
                 f"(got {max_deliveries!r}); e.g. max_deliveries=3"
