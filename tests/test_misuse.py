@@ -547,3 +547,20 @@ def test_unhashable_keys_are_refused_at_the_call(handler):
     assert b.stats("jobs")["deliveries"] == 1  # at the call, not after a hundred deliveries
     with pytest.raises(eb.EvbrokerError, match=r"publish\(\.\.\., key=\.\.\.\) needs a hashable key"):
         b.publish("jobs", 1, key=["order", 1])
+
+
+def test_a_run_that_publishes_more_than_it_consumes_is_stopped_fast_naming_the_publisher():
+    """Each message publishes two: the chain stays short but the pile doubles. The run is
+    stopped after a few looks at the backlog, not after max_events."""
+    b = eb.Broker(seed=0)
+    b.queue("echo")
+    b.worker("echo", lambda msg, ctx: [ctx.publish("echo", 0), ctx.publish("echo", 1)], service_time=0.001)
+    b.publish("echo", 0)
+    start = time.process_time()
+    with pytest.raises(
+        eb.EvbrokerError,
+        match=r"^runaway run: after \d+ events .* worker echo-1 \(handler <lambda>\) published into 'echo'",
+    ):
+        b.run()
+    assert time.process_time() - start < 10
+    assert len(b.trace) < 3_000_000  # bounded: max_events (5,000,000 events) would be 30,000,000 rows

@@ -936,7 +936,7 @@ class Broker:
             for q in stalled:
                 self._dispatch(q)
         # After max_events, one more event that does something means the run is not settling.
-        if clock.run(until, self.max_events) == self.max_events and clock.run(until, 1):
+        if guards.run_watched(self, until) == self.max_events and clock.run(until, 1):
             raise EvbrokerError(
                 f"run did not settle after {self.max_events} events (now t={clock.now:g}); a handler may be "
                 "publishing messages forever. Stop at a time with b.run(until=...), or raise "

@@ -25,6 +25,12 @@ MAX_CHAIN = 1000
 #: The longest wait a retry backoff grows to, unless ``retry_delay`` itself is longer: past
 #: it, virtual times get so large that an ``ack_timeout`` added to them vanishes in rounding.
 MAX_RETRY_DELAY = 3600.0
+#: ``run()`` looks at its backlog every this many events (about half a second of CPU).
+WATCH_EVERY = 50_000
+#: A backlog (scheduled items plus copies waiting in queues) this large that grew over each of
+#: the last ``WATCH_ROUNDS`` looks is a run publishing faster than it can ever finish.
+WATCH_BACKLOG = 100_000
+WATCH_ROUNDS = 3
 
 
 class HandlerFailed(UserWarning):
@@ -329,3 +335,36 @@ def busiest_publisher(b: Broker) -> str:
     (worker, dest), n = max(counts.items(), key=lambda kv: kv[1])
     handler = getattr(b._workers[worker].handler, "__name__", "handler")
     return f" The likely loop: worker {worker} (handler {handler}) published into {dest!r} {n} times."
+
+
+def run_watched(b: Broker, until: float | None) -> int:
+    """Run ``b``'s clock for up to ``b.max_events`` events; return how many happened.
+
+    Every :data:`WATCH_EVERY` events it looks at the backlog. Handlers that publish more than
+    they consume (each message publishing two, say) make a backlog that only grows: such a
+    run is stopped after a few looks, within seconds and a bounded memory, with an error
+    naming the busiest publishing handler, instead of filling memory until ``max_events``.
+    A large workload published up front has a large backlog too, but one that shrinks.
+    """
+    clock = b._clock
+    limit = b.max_events
+    total = 0
+    grew = 0
+    last = None
+    while total < limit:
+        step = min(WATCH_EVERY, limit - total)
+        done = clock.run(until, step)
+        total += done
+        if done < step:
+            break
+        backlog = len(clock) + sum(len(q.ready) for q in b._queues.values())
+        grew = grew + 1 if last is not None and backlog > last else 0
+        last = backlog
+        if grew >= WATCH_ROUNDS and backlog > WATCH_BACKLOG:
+            raise EvbrokerError(
+                f"runaway run: after {total} events (now t={clock.now:g}) {backlog} messages and timers are "
+                f"waiting, and the pile grew at each of the last {WATCH_ROUNDS} checks: handlers publish "
+                "faster than the run can ever finish." + busiest_publisher(b) + " Give the loop an end "
+                "(publish fewer messages than you receive), or stop at a time with b.run(until=...)."
+            )
+    return total
