@@ -564,3 +564,38 @@ def test_a_run_that_publishes_more_than_it_consumes_is_stopped_fast_naming_the_p
         b.run()
     assert time.process_time() - start < 10
     assert len(b.trace) < 3_000_000  # bounded: max_events (5,000,000 events) would be 30,000,000 rows
+
+
+def test_a_service_time_or_predicate_error_leaves_no_busy_worker():
+    calls = []
+
+    def service_time(msg):
+        calls.append(msg.attempt)
+        if len(calls) == 1:
+            raise ValueError("not yet")
+        return 1
+
+    b = eb.Broker(seed=0)
+    b.queue("jobs")
+    b.worker("jobs", lambda msg, ctx: ctx.effect("done"), service_time=service_time)
+    b.publish("jobs", 1)
+    with pytest.raises(eb.EvbrokerError, match="service_time service_time"):
+        b.run()
+    b.run()  # the worker is free again and the copy is tried again
+    assert len(b.effects("done")) == 1 and b.stats("jobs")["pending"] == 0
+
+
+def test_an_interrupted_handler_leaves_the_broker_usable():
+    def handler(msg, ctx):
+        if msg.attempt == 1:
+            raise KeyboardInterrupt
+        ctx.effect("done")
+
+    b = eb.Broker(seed=0)
+    b.queue("jobs")
+    b.worker("jobs", handler)
+    b.publish("jobs", 1)
+    with pytest.raises(KeyboardInterrupt):
+        b.run()
+    b.run()  # not refused as "a handler called b.run()"
+    assert len(b.effects("done")) == 1

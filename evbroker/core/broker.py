@@ -611,6 +611,10 @@ class Broker:
             if self.handler_errors == "raise":
                 self._handling = None
                 guards.stop_at_failure(self, w, c, attempt, exc)
+        except BaseException:  # KeyboardInterrupt: leave nothing half-done
+            self._handling = None
+            guards.handler_refused(self, w, c, attempt)
+            raise
         self._handling = None
         duration = w.service_time
         if callable(duration):
@@ -630,7 +634,7 @@ class Broker:
         st = w.service_time
         if not callable(st):
             return st
-        value = guards.call_service_time(w, msg)
+        value = guards.call_service_time(self, w, msg)
         return check_positive(
             f"worker {w.name!r}: service_time(msg) for {msg.id}",
             value,

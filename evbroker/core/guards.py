@@ -11,7 +11,7 @@ import traceback
 import warnings
 from typing import TYPE_CHECKING, Any
 
-from evbroker.errors import EvbrokerError, one_of
+from evbroker.errors import EvbrokerError, is_real, one_of
 
 if TYPE_CHECKING:
     from evbroker.core.broker import Broker, _Copy, _Queue, _Worker
@@ -230,8 +230,10 @@ def call_predicate(b: Broker, chance: Any, msg: Message) -> bool:
     try:
         return bool(chance(msg))
     except EvbrokerError:
+        _release(b, msg)
         raise
     except Exception as exc:
+        _release(b, msg)
         fault, workers = "a fault", []
         q = b._queues.get(msg.queue) if msg.queue is not None else None
         for w in q.workers if q is not None else b._workers.values():
@@ -248,14 +250,28 @@ def call_predicate(b: Broker, chance: Any, msg: Message) -> bool:
         ) from exc
 
 
-def call_service_time(w: _Worker, msg: Message) -> Any:
+def _release(b: Broker, msg: Message) -> None:
+    """A callable the broker runs for a delivery failed: free the worker holding it, if any."""
+    for w in b._workers.values():
+        c = w.current
+        if c is not None and c.id == msg.id and w.attempt == msg.attempt and c.queue.name == msg.queue:
+            handler_refused(b, w, c, w.attempt)
+            return
+
+
+def call_service_time(b: Broker, w: _Worker, msg: Message) -> Any:
     """Call a worker's service_time(msg); if it raises, say which worker, message and callable."""
     st = w.service_time
     try:
-        return st(msg)  # type: ignore[operator]
+        value = st(msg)  # type: ignore[operator]
+        if not is_real(value) or value <= 0:
+            _release(b, msg)  # the broker's check that follows says what is wrong with it
+        return value
     except EvbrokerError:
+        _release(b, msg)
         raise
     except Exception as exc:
+        _release(b, msg)
         raise EvbrokerError(
             f"worker {w.name!r}: service_time {getattr(st, '__name__', st)}(msg) raised "
             f"{type(exc).__name__}: {exc} on {msg.id} (attempt {msg.attempt}, payload {msg.payload!r}); "
