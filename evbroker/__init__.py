@@ -13,7 +13,18 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from evbroker.core import GUARANTEES, KINDS, Broker, Context, Effect, Faults, Message, Trace, TraceEvent
+from evbroker.core import (
+    GUARANTEES,
+    KINDS,
+    Broker,
+    Context,
+    Effect,
+    Faults,
+    HandlerFailed,
+    Message,
+    Trace,
+    TraceEvent,
+)
 from evbroker.errors import EvbrokerError
 
 __version__ = "0.1.0"
@@ -28,6 +39,7 @@ __all__ = [
     "Effect",
     "EvbrokerError",
     "Faults",
+    "HandlerFailed",
     "Message",
     "Trace",
     "TraceEvent",

@@ -15,7 +15,9 @@ import numpy as np
 import pytest
 
 import evbroker as eb
-from evbroker.core.guards import MAX_CHAIN, MAX_RETRY_DELAY, EffectNameWarning, HandlerFailed
+from evbroker.core.guards import MAX_CHAIN, MAX_RETRY_DELAY, EffectNameWarning
+
+HandlerFailed = eb.HandlerFailed
 
 
 def quiet(**options):
