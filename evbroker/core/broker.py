@@ -70,6 +70,7 @@ class _Copy:
     awaiting: int = 0  # the attempt whose ack the broker is waiting for; 0: none in flight
     last_failure: str = ""
     duration: float = 0.0  # how long the latest delivery's processing takes
+    committed: bool = False  # some delivery of it has committed its work
 
 
 @dataclass(slots=True)
@@ -97,7 +98,7 @@ class _Queue:
     copies: int = 0
     deliveries: int = 0
     processed: int = 0
-    unique: set = field(default_factory=set)
+    unique: int = 0  # distinct copies among the processed ones (a copy is one message in one queue)
     lost: int = 0
     dead_lettered: int = 0
     acked: int = 0
@@ -757,7 +758,9 @@ class Broker:
         if q.guarantee == "exactly-once":
             q.ids.add(token)
         q.processed += 1
-        q.unique.add(token)
+        if not c.committed:  # its first commit: redeliveries of one copy are its duplicates
+            c.committed = True
+            q.unique += 1
         events.append((now, "complete", w.name, c.id, attempt, "", None, q.name, None))
         if ctx.publications:
             guards.publish_outbox(self, w, c, ctx)
@@ -961,7 +964,7 @@ class Broker:
         or waiting to be retried).
         """
         q = self._get_queue(queue, "stats")
-        unique = len(q.unique)
+        unique = q.unique
         return {
             "copies": q.copies,
             "deliveries": q.deliveries,
