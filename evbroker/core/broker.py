@@ -708,7 +708,7 @@ class Broker:
         now = self._clock.now
         events = self._events
         conflict = None
-        token = c.id if c.topic == q.name or c.topic in self._topics else guards.dedupe_id(self, c)
+        token = guards.dedupe_id(self, c) if q.guarantee == "exactly-once" else c.id
         if q.guarantee == "exactly-once" and token in q.ids:
             conflict = f"{c.id} was committed by another delivery meanwhile"
         else:
