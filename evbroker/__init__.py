@@ -14,7 +14,18 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from evbroker.core import GUARANTEES, KINDS, Broker, Context, Effect, Faults, Message, Trace, TraceEvent
+from evbroker.core import (
+    GUARANTEES,
+    KINDS,
+    Broker,
+    Context,
+    Effect,
+    Faults,
+    HandlerFailed,
+    Message,
+    Trace,
+    TraceEvent,
+)
 from evbroker.core.explore import Exploration, FaultPoint, Violation, explore
 from evbroker.errors import EvbrokerError
 
@@ -32,6 +43,7 @@ __all__ = [
     "Exploration",
     "FaultPoint",
     "Faults",
+    "HandlerFailed",
     "Message",
     "Trace",
     "TraceEvent",

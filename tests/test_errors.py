@@ -389,7 +389,7 @@ def test_reading_results_of_an_unknown_queue(b):
         (lambda msg, ctx: ctx.effect(""), "ctx.effect needs a non-empty name such as 'charge' (got '')"),
         (
             lambda msg, ctx: ctx.remember("k", when="before-ack"),
-            "ctx.remember(..., when=...) must be one of 'commit', 'start', 'after-ack' (got 'before-ack'); "
+            "ctx.remember(..., when=...) must be one of 'commit', 'start', 'after-ack', 'claim' (got 'before-ack'); "
             "did you mean 'after-ack'?",
         ),
         (

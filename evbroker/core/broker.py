@@ -7,21 +7,29 @@ knob mirrors is named in the docstrings.
 
 from __future__ import annotations
 
-import inspect
 import random
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from evbroker.core import guards
 from evbroker.core.dispatch import UNSET, push_dispatch
-from evbroker.core.faults import NO_FAULTS, Faults
+from evbroker.core.faults import NO_FAULTS, Faults, check_publish_faults
 from evbroker.core.message import Context, Effect, Message
 from evbroker.core.outside import CALL, CALL_DEDUPED, OutsideSystems
+from evbroker.core.payloads import ATOMS, snapshot
 from evbroker.core.presets import check_crash_detection, check_prefetch, get_preset
 from evbroker.core.scheduler import COMPLETE, PUBLISH, RESTART, SKIP, TIMEOUT, Entry, Scheduler
 from evbroker.core.trace import Trace
-from evbroker.errors import EvbrokerError, check_positive, did_you_mean, one_of
+from evbroker.core.validate import (
+    check_arity,
+    check_hashable,
+    check_not_lazy,
+    keywords_checked,
+    refuse_lazy_result,
+)
+from evbroker.errors import EvbrokerError, check_positive, did_you_mean, is_whole, one_of
 
 GUARANTEES = ("at-most-once", "at-least-once", "exactly-once")
 #: How many times a publish is retried when its confirmation keeps getting lost.
@@ -66,6 +74,7 @@ class _Copy:
     last_failure: str = ""
     duration: float = 0.0  # how long the latest delivery's processing takes
     holder: Any = None  # the worker the latest delivery went to
+    committed: bool = False  # some delivery of it has committed its work
 
 
 @dataclass(slots=True)
@@ -93,7 +102,7 @@ class _Queue:
     copies: int = 0
     deliveries: int = 0
     processed: int = 0
-    unique: set = field(default_factory=set)
+    unique: int = 0  # distinct copies among the processed ones (a copy is one message in one queue)
     lost: int = 0
     dead_lettered: int = 0
     acked: int = 0
@@ -139,10 +148,21 @@ class Broker:
 
     ``settle_limit`` is how many deliveries of one copy (with no ``max_deliveries``) count as
     "this will never settle"; ``max_events`` bounds one ``run()`` call, so a handler that
-    publishes forever stops with an error instead of hanging the notebook.
+    publishes forever stops with an error instead of hanging the notebook (and a chain of
+    handlers publishing into each other is stopped after ``guards.MAX_CHAIN`` hops, naming the
+    loop). ``handler_errors`` says how a handler that raises is reported: "warn" (its
+    traceback, at its first failure), "record" (the trace only) or "raise" (stop the run);
+    see :class:`~evbroker.core.guards.HandlerFailed` for why.
     """
 
-    def __init__(self, seed: int = 0, *, settle_limit: int = 100, max_events: int = 5_000_000) -> None:
+    def __init__(
+        self,
+        seed: int = 0,
+        *,
+        settle_limit: int = 100,
+        max_events: int = 5_000_000,
+        handler_errors: str = "warn",
+    ) -> None:
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise EvbrokerError(f"seed must be an int such as 0 or 42 (got {seed!r})")
         if isinstance(settle_limit, bool) or not isinstance(settle_limit, int) or settle_limit < 1:
@@ -170,6 +190,12 @@ class Broker:
         self._effects: list[Effect] = []
         self._outside = OutsideSystems()
         self._next_id = 0
+        self.handler_errors = guards.check_handler_errors(handler_errors)
+        self._failed_handlers: set[tuple[str, str]] = set()  # (queue, handler) that raised already
+        self._handling: _Worker | None = None  # the worker whose handler is running right now
+        self._publish_faults: list[Faults] = []  # faults handed to publish(), checked by run()
+        self._stalled: dict[str, _Queue] = {}  # queues holding a copy a refused handler call put back
+        self._chains: dict[str, tuple[int, str]] = {}  # handler-published id -> (chain length, parent id)
 
     # ------------------------------------------------------------------ set-up
 
@@ -205,6 +231,7 @@ class Broker:
         self._topics[name] = []
         self._actors[name] = "topic"
 
+    @keywords_checked
     def queue(
         self,
         name: str,
@@ -252,6 +279,11 @@ class Broker:
         self._check_new_name(name, "queue")
         if guarantee not in GUARANTEES:
             raise one_of("guarantee", guarantee, GUARANTEES)
+        if isinstance(bind, str) and bind.lower() in GUARANTEES and bind not in self._topics:
+            raise EvbrokerError(
+                f"queue {name!r}: {bind!r} was given as the second argument, which is bind (the topic); a "
+                f"guarantee is given by name: b.queue({name!r}, guarantee={bind.lower()!r})"
+            )
         preset = None if like is None else get_preset(like)
         detection_given = not isinstance(crash_detection, UNSET)
         if guarantee == "at-most-once" and detection_given:
@@ -260,10 +292,23 @@ class Broker:
                 "broker forgets a copy once it is sent, so it never waits to notice a dead consumer and never "
                 "redelivers. Drop crash_detection=, or use guarantee='at-least-once'"
             )
+        limits = [
+            given for given, value in (("max_deliveries", max_deliveries), ("dead_letter", dead_letter))
+            if value is not None and not isinstance(value, UNSET)
+        ]
+        if guarantee == "at-most-once" and limits:
+            given = limits[0]
+            raise EvbrokerError(
+                f"queue {name!r}: {given}= has no effect on an at-most-once queue: it never redelivers (the "
+                "broker forgets a copy once sent), so no copy ever runs out of deliveries or reaches a dead-letter "
+                "queue. Use guarantee='at-least-once' to retry and dead-letter, or drop "
+                f"{given}="
+            )
         if isinstance(ack_timeout, UNSET):
             ack_timeout = preset.ack_timeout if preset else ack_timeout.value
         if isinstance(max_deliveries, UNSET):
-            max_deliveries = preset.max_deliveries if preset else max_deliveries.value
+            at_most_once = guarantee == "at-most-once"  # never redelivers: no limit to count
+            max_deliveries = preset.max_deliveries if preset and not at_most_once else max_deliveries.value
         if not detection_given:
             crash_detection = preset.crash_detection if preset else crash_detection.value
         crash_detection = check_crash_detection(name, crash_detection)
@@ -272,9 +317,7 @@ class Broker:
             ack_timeout,
             hint="; it is how long the broker waits for an ack before redelivering",
         )
-        if max_deliveries is not None and (
-            isinstance(max_deliveries, bool) or not isinstance(max_deliveries, int) or max_deliveries < 1
-        ):
+        if max_deliveries is not None and (not is_whole(max_deliveries) or max_deliveries < 1):
             raise EvbrokerError(
                 f"queue {name!r}: max_deliveries must be None (retry forever) or a whole number >= 1 "
                 f"(got {max_deliveries!r}); e.g. max_deliveries=3"
@@ -306,6 +349,8 @@ class Broker:
                 f"{did_you_mean(dead_letter, self._queues)}; declare it first with "
                 f"b.queue({dead_letter!r})"
             )
+        if max_deliveries is not None:
+            max_deliveries = int(max_deliveries)
         q = _Queue(
             name, guarantee, float(ack_timeout), max_deliveries, dead_letter, float(retry_delay), float(retry_backoff)
         )
@@ -324,6 +369,7 @@ class Broker:
         if q not in self._topics[topic]:
             self._topics[topic].append(q)
 
+    @keywords_checked
     def worker(
         self,
         queue: str,
@@ -361,8 +407,9 @@ class Broker:
                     "limits unacked copies, and at-most-once acks each copy as it is sent (RabbitMQ ignores "
                     "basic.qos for auto-ack consumers). Drop prefetch=, or use guarantee='at-least-once'"
                 )
-        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        if not is_whole(count) or count < 1:
             raise EvbrokerError(f"worker {queue!r}: count must be a whole number >= 1 (got {count!r})")
+        count = int(count)
         _check_handler(handler, f"worker {queue!r}")
         if callable(service_time):
             _check_arity(service_time, 1, f"worker {queue!r}: service_time", "service_time(msg) -> float")
@@ -419,6 +466,11 @@ class Broker:
                 f"{did_you_mean(worker, [*self._workers, *self._queues])}; "
                 f"workers are {', '.join(self._workers) or '(none yet)'}"
             )
+        if not targets:
+            raise EvbrokerError(
+                f"outage: queue {worker!r} has no workers yet, so the outage would take nobody down; "
+                f"declare them first with b.worker({worker!r}, handler), then the outage"
+            )
         check_positive("outage: start", start, allow_zero=True)
         check_positive("outage: end", end)
         if start < self.now:
@@ -450,7 +502,12 @@ class Broker:
         Returns the message id ("m1", "m2", ...). ``key`` is the business key (an order
         number) that survives producer retries; ``by`` names the producer on the timeline;
         ``faults`` (``lose_confirm``) makes the producer retry with a new message id.
+
+        The payload is copied now (a real client serialises it): editing the object after
+        this call, even for a publish ``at`` a later time, does not change the message.
         """
+        if self._handling is not None:
+            raise guards.in_handler(self, "publish")
         if dest not in self._queues and dest not in self._topics:
             self._check_destination(dest, where="publish")
         now = self._clock.now
@@ -458,13 +515,20 @@ class Broker:
             at = now
         elif not (type(at) in (int, float) and now <= at < _INF):  # the common case needs no more checks
             check_positive("publish: at", at, allow_zero=True)
-            raise EvbrokerError(
-                f"publish: at={at!r} is in the past (now is {now:g}); use at >= {now:g}, or at=None for now"
-            )
+            if at < now:
+                raise EvbrokerError(
+                    f"publish: at={at!r} is in the past (now is {now:g}); use at >= {now:g}, or at=None for now"
+                )
         if by is not PRODUCER and (not isinstance(by, str) or not by):
             raise EvbrokerError(f"publish: by must be a producer name such as 'orders' (got {by!r})")
         if faults is not None and not isinstance(faults, Faults):
             raise EvbrokerError(f"publish: faults must be eb.Faults(...) or None (got {faults!r})")
+        if faults is not None and faults.active() != ["lose_confirm"]:
+            self._publish_faults.append(faults)  # checked at run(), once the workers are declared
+        if key is not None and type(key) not in ATOMS:
+            check_hashable(key, "publish(..., key=...)")
+        if type(payload) not in ATOMS:
+            payload = snapshot(payload, "publish: payload")
         self._next_id += 1
         mid = f"m{self._next_id}"
         self._clock.at(float(at), PUBLISH, self._on_publish, mid, dest, payload, key, by, faults, 0, None)
@@ -564,7 +628,8 @@ class Broker:
         c.duration = 0.0
         c.holder = w
         q.deliveries += 1
-        msg = _new(Message, (c.id, c.payload, c.key, c.topic, q.name, attempt))
+        payload = c.payload if type(c.payload) in ATOMS else snapshot(c.payload)  # a fresh copy per delivery
+        msg = _new(Message, (c.id, payload, c.key, c.topic, q.name, attempt))
         events.append((now, "deliver", q.name, c.id, attempt, "", w.name, q.name, None))
         at_most_once = q.guarantee == "at-most-once"
         if not at_most_once:
@@ -601,7 +666,7 @@ class Broker:
         events = self._events
         now = clock.now
         f = w.faults
-        if q.guarantee == "exactly-once" and c.id in q.ids:
+        if q.guarantee == "exactly-once" and guards.dedupe_id(self, c) in q.ids:
             events.append(
                 _row(
                     now,
@@ -623,12 +688,25 @@ class Broker:
         w.attempt = attempt
         ctx = Context(self, msg, w.name, now)
         error: BaseException | None = None
+        self._handling = w
         try:
-            w.handler(msg, ctx)
+            result = w.handler(msg, ctx)
+            if result is not None:
+                refuse_lazy_result(result, w.name, c.id, w.handler)
         except EvbrokerError:
+            self._handling = None
+            guards.handler_refused(self, w, c, attempt)
             raise
         except Exception as exc:  # a processing failure, as the real broker sees it
             error = exc
+            if self.handler_errors == "raise":
+                self._handling = None
+                guards.stop_at_failure(self, w, c, attempt, exc)
+        except BaseException:  # KeyboardInterrupt: leave nothing half-done
+            self._handling = None
+            guards.handler_refused(self, w, c, attempt)
+            raise
+        self._handling = None
         duration = w.service_time
         if callable(duration):
             duration = self._service_time(w, msg)
@@ -649,7 +727,7 @@ class Broker:
         st = w.service_time
         if not callable(st):
             return st
-        value = st(msg)
+        value = guards.call_service_time(self, w, msg)
         return check_positive(
             f"worker {w.name!r}: service_time(msg) for {msg.id}",
             value,
@@ -666,7 +744,10 @@ class Broker:
             q.free += 1
             w.current = None
             reason = f"handler raised {type(error).__name__}: {error}"
-            self._events.append(_row(self._clock.now, "handler-error", w.name, c.id, attempt, reason, None, q.name))
+            data = guards.on_handler_error(self, w, c, attempt, error)
+            self._events.append(
+                _row(self._clock.now, "handler-error", w.name, c.id, attempt, reason, None, q.name, data)
+            )
             if q.guarantee == "at-most-once":
                 self._lose(c, reason)
             elif c.awaiting == attempt:  # a nack: no need to wait for the timeout
@@ -676,7 +757,9 @@ class Broker:
                 self._take_backlog(w)
             self._dispatch(q)
             return
-        self._commit(w, c, attempt, ctx)
+        if self._commit(w, c, attempt, ctx):  # a claim was taken meanwhile: decide again
+            guards.claim_lost(self, w, c, attempt)
+            return
         f = w.faults
         if f is not NO_FAULTS and f.crash_before_ack and self._draw(f.crash_before_ack, msg):
             self._crash(w, "after processing, before the ack", c, attempt)
@@ -713,27 +796,45 @@ class Broker:
         if q.ready:
             self._dispatch(q)
 
-    def _commit(self, w: _Worker, c: _Copy, attempt: int, ctx: Context) -> None:
+    def _commit(self, w: _Worker, c: _Copy, attempt: int, ctx: Context) -> bool:
         """Apply a finished handler's effects, publications and dedupe records, atomically.
 
         ``attempt`` is the delivery that did the work (the copy may have been redelivered since).
+        Returns True when the work was rolled back over a ``"claim"`` key: the delivery fails.
         """
         q = c.queue
         now = self._clock.now
         events = self._events
         conflict = None
-        if q.guarantee == "exactly-once" and c.id in q.ids:
+        token = guards.dedupe_id(self, c) if q.guarantee == "exactly-once" else c.id
+        if q.guarantee == "exactly-once" and token in q.ids:
             conflict = f"{c.id} was committed by another delivery meanwhile"
         else:
             for key, when in ctx.remembered:
-                if when == "commit" and key in q.keys:
+                if (when == "commit" or when == "claim") and key in q.keys:
                     conflict = f"key {key!r} was already recorded"
+                    if when == "claim":
+                        events.append(
+                            _row(
+                                now,
+                                "dedup",
+                                w.name,
+                                c.id,
+                                attempt,
+                                f"{conflict}: rolled back, to decide again",
+                                None,
+                                q.name,
+                            )
+                        )
+                        return True
                     break
         if conflict:
             rolled = f"{conflict}: rolled back, nothing applied"
             if ctx.calls:
                 rolled += " (but its outside calls had already happened: a call is never rolled back)"
             events.append(_row(now, "dedup", w.name, c.id, attempt, rolled, None, q.name))
+            if q.guarantee == "at-most-once":  # forgotten once sent, and now its work is void too
+                self._lose(c, "its work was rolled back and at-most-once never redelivers")
             return
         for name, data in ctx.effects:
             self._effects.append(Effect(now, name, w.name, q.name, c.id, attempt, c.key, data))
@@ -751,15 +852,17 @@ class Broker:
                 )
             )
         for key, when in ctx.remembered:
-            if when == "commit":
+            if when == "commit" or when == "claim":
                 q.keys.add(key)
         if q.guarantee == "exactly-once":
-            q.ids.add(c.id)
+            q.ids.add(token)
         q.processed += 1
-        q.unique.add(c.id)
+        if not c.committed:  # its first commit: redeliveries of one copy are its duplicates
+            c.committed = True
+            q.unique += 1
         events.append((now, "complete", w.name, c.id, attempt, "", None, q.name, None))
-        for dest, payload, key in ctx.publications:
-            self._do_publish(self._new_id(), dest, payload, key, w.name, w.faults, 0, None)
+        if ctx.publications:
+            guards.publish_outbox(self, w, c, ctx)
 
     def _settle(self, c: _Copy) -> None:
         """The broker stops waiting for this delivery's ack: it is no longer in flight."""
@@ -829,7 +932,7 @@ class Broker:
         if q.max_deliveries is not None and c.attempt >= q.max_deliveries:
             self._dead_letter(c, reason)
             return
-        delay = q.retry_delay * q.retry_backoff ** (c.attempt - 1) if q.retry_delay else 0.0
+        delay = guards.retry_delay(q, c.attempt)
         q.waiting += 1
         if delay:
             self._clock.at(self._clock.now + delay, TIMEOUT, self._redeliver, c)
@@ -937,8 +1040,10 @@ class Broker:
         if c.queue.guarantee == "at-most-once":
             self._lose(c, "worker crashed during processing")
 
-    def _restart(self, w: _Worker) -> None:
+    def _restart(self, w: _Worker) -> object:
         w.restart = None
+        if w.outages:  # down from a crash, and now also in an outage: it comes back when that ends
+            return SKIP
         w.state = "idle"
         w.queue.free += 1
         self._events.append(_row(self._clock.now, "restart", w.name, None, None, "", None, w.queue.name))
@@ -951,13 +1056,15 @@ class Broker:
             self._crash(w, "outage" + (": work in progress abandoned" if c else ""), c, w.attempt if c else None)
             if c is not None and c.queue.guarantee == "at-most-once":
                 self._lose(c, "worker taken down during processing")
-        if w.restart is not None:  # it stays down until the outage ends
-            Scheduler.cancel(w.restart)
-            w.restart = None
+            if w.restart is not None:  # it stays down until the outage ends
+                Scheduler.cancel(w.restart)
+                w.restart = None
+        # Already down from a crash: its restart stands; whichever is later, that restart or
+        # the outage's end, brings it back.
 
     def _outage_end(self, w: _Worker) -> None:
         w.outages -= 1
-        if not w.outages:
+        if not w.outages and w.restart is None:
             self._restart(w)
 
     # ------------------------------------------------------------------ running
@@ -969,6 +1076,8 @@ class Broker:
         Without it, the clock stops at the last thing that happened (an ack timeout that was
         never needed, because the ack came, does not count).
         """
+        if self._handling is not None:
+            raise guards.in_handler(self, "run")
         clock = self._clock
         if until is not None:
             check_positive("run: until", until, allow_zero=True)
@@ -976,12 +1085,22 @@ class Broker:
                 raise EvbrokerError(
                     f"run: until={until!r} is in the past (now is {clock.now:g}); use until >= {clock.now:g}"
                 )
+        if self._publish_faults:
+            worker_faults = [w.faults for w in self._workers.values()]
+            for faults in self._publish_faults:
+                check_publish_faults(faults, worker_faults)
+            self._publish_faults.clear()
+        if self._stalled:  # a copy put back by a refused handler call: try it again, loudly
+            stalled = list(self._stalled.values())
+            self._stalled.clear()
+            for q in stalled:
+                self._dispatch(q)
         # After max_events, one more event that does something means the run is not settling.
-        if clock.run(until, self.max_events) == self.max_events and clock.run(until, 1):
+        if guards.run_watched(self, until) == self.max_events and clock.run(until, 1):
             raise EvbrokerError(
                 f"run did not settle after {self.max_events} events (now t={clock.now:g}); a handler may be "
                 "publishing messages forever. Stop at a time with b.run(until=...), or raise "
-                "Broker(max_events=...) if the workload really is that large."
+                "Broker(max_events=...) if the workload really is that large." + guards.busiest_publisher(self)
             )
         if until is not None:
             clock.now = float(until)
@@ -998,7 +1117,7 @@ class Broker:
         or waiting to be retried).
         """
         q = self._get_queue(queue, "stats")
-        unique = len(q.unique)
+        unique = q.unique
         return {
             "copies": q.copies,
             "deliveries": q.deliveries,
@@ -1022,11 +1141,15 @@ class Broker:
         """
         if name is None:
             return list(self._effects)
-        return [e for e in self._effects if e.name == name]
+        found = [e for e in self._effects if e.name == name]
+        if not found and self._effects:
+            guards.warn_effect_name(name, self._effects)
+        return found
 
     def dead_letters(self, queue: str) -> list[Message]:
         """Copies of ``queue`` that ran out of deliveries, in the order they were set aside."""
-        return list(self._get_queue(queue, "dead_letters").dead_letters)
+        # Copies: editing one (to fix it and publish it again) leaves the record as it was.
+        return [m._replace(payload=snapshot(m.payload)) for m in self._get_queue(queue, "dead_letters").dead_letters]
 
     def __repr__(self) -> str:
         return (
@@ -1038,7 +1161,7 @@ class Broker:
 
     def _draw(self, chance: Any, msg: Message) -> bool:
         if callable(chance):
-            return bool(chance(msg))
+            return guards.call_predicate(self, chance, msg)
         if chance >= 1:
             return True
         return self.rng.random() < chance
@@ -1099,16 +1222,7 @@ def _effect_detail(name: str, data: dict) -> str:
 
 
 def _check_arity(fn: Callable, n: int, where: str, shape: str) -> None:
-    try:
-        sig = inspect.signature(fn)
-    except (TypeError, ValueError):
-        return
-    try:
-        sig.bind(*([None] * n))
-    except TypeError:
-        raise EvbrokerError(
-            f"{where} must take {n} argument{'s' if n > 1 else ''}: {shape} (got {getattr(fn, '__name__', fn)}{sig})"
-        ) from None
+    check_arity(fn, n, where, shape)
 
 
 def _check_handler(handler: object, where: str) -> None:
@@ -1118,3 +1232,4 @@ def _check_handler(handler: object, where: str) -> None:
             "define def handle(msg, ctx): ... and pass handle, without calling it"
         )
     _check_arity(handler, 2, f"{where}: handler", "handler(msg, ctx)")
+    check_not_lazy(handler, where)

@@ -13,7 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING
 
-from evbroker.errors import EvbrokerError, check_positive, did_you_mean
+from evbroker.core.validate import check_arity
+from evbroker.errors import EvbrokerError, check_positive, did_you_mean, is_real
 
 if TYPE_CHECKING:
     from evbroker.core.message import Message
@@ -68,8 +69,9 @@ class Faults:
         for name in _CHANCES:
             value = getattr(self, name)
             if callable(value):
+                check_arity(value, 1, f"Faults({name}=...): the predicate", f"{name}=lambda msg: ...")
                 continue
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+            if not is_real(value) or not 0 <= value <= 1:
                 raise EvbrokerError(
                     f"Faults({name}=...) must be a probability between 0 and 1 or a predicate "
                     f"callable(msg) -> bool (got {value!r}); e.g. {name}=0.2 or "
@@ -100,6 +102,12 @@ def _check_field_names(init: Callable[..., None]) -> Callable[..., None]:
     @functools.wraps(init)
     def __init__(self: Faults, *args: object, **kwargs: object) -> None:
         names = [f.name for f in fields(Faults)]
+        if args:
+            raise EvbrokerError(
+                f"Faults() takes names, not positions: Faults({', '.join(map(repr, args))}) does not say which "
+                f"fault {'it is' if len(args) == 1 else 'they are'}; write e.g. Faults(crash_before_ack={args[0]!r}) "
+                f"(fields: {', '.join(names)})"
+            )
         for name in kwargs:
             if name not in names:
                 raise EvbrokerError(
@@ -114,3 +122,22 @@ def _check_field_names(init: Callable[..., None]) -> Callable[..., None]:
 Faults.__init__ = _check_field_names(Faults.__init__)  # type: ignore[method-assign]
 
 NO_FAULTS = Faults()
+
+#: The faults a producer's publish uses; the others are a worker's.
+PUBLISH_FAULTS = ("lose_confirm",)
+
+
+def check_publish_faults(faults: Faults, worker_faults: list[Faults]) -> None:
+    """Refuse worker faults handed to ``publish(faults=...)`` where no worker has them.
+
+    One ``Faults`` may describe a whole scenario (``eb.explore`` hands the same one to the
+    workers and to the publishes): that is fine. Worker faults that only a publish got would
+    never happen, since a publish meets only ``lose_confirm``.
+    """
+    misplaced = [name for name in faults.active() if name not in PUBLISH_FAULTS]
+    if misplaced and not any(f == faults for f in worker_faults):
+        raise EvbrokerError(
+            f"publish: faults={faults!r} has worker faults ({', '.join(misplaced)}), which a publish never "
+            "meets: they happen to a consumer. Give them to the worker, b.worker(queue, handler, "
+            "faults=eb.Faults(...)); a publish uses only lose_confirm (with retry_after)"
+        )

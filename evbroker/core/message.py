@@ -6,13 +6,16 @@ import random
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from evbroker.core.guards import check_chain
 from evbroker.core.outside import check_call
+from evbroker.core.payloads import snapshot
+from evbroker.core.validate import check_hashable, check_stable_text
 from evbroker.errors import EvbrokerError, one_of
 
 if TYPE_CHECKING:
     from evbroker.core.broker import Broker
 
-REMEMBER_WHEN = ("commit", "start", "after-ack")
+REMEMBER_WHEN = ("commit", "start", "after-ack", "claim")
 
 
 class Message(NamedTuple):
@@ -81,11 +84,26 @@ class Context:
         self.remembered: list[tuple[Any, str]] = []
         self.calls: list[tuple] = []  # trace rows of the outside calls made so far
 
-    def effect(self, name: str, **data: Any) -> None:
-        """Record a side effect (``ctx.effect("charge", amount=10)``), applied when processing completes."""
+    def effect(self, name: str | None = None, /, **data: Any) -> None:
+        """Record a side effect (``ctx.effect("charge", amount=10)``), applied when processing completes.
+
+        The fields are copied now: a handler that edits its payload afterwards does not change
+        the effect. A field may not be called ``name`` (that is the effect's own name), and
+        each value must have a stable text (the trace shows ``field=value``).
+        """
+        if name is None and "name" in data:  # ctx.effect(name="charge", amount=10)
+            name = data.pop("name")
+        elif "name" in data:
+            raise EvbrokerError(
+                f"ctx.effect({name!r}, name={data['name']!r}): a field cannot be called 'name', it is the "
+                f"effect's own name ({name!r}); call the field something else, e.g. "
+                f"ctx.effect({name!r}, user={data['name']!r})"
+            )
         if not isinstance(name, str) or not name:
             raise EvbrokerError(f"ctx.effect needs a non-empty name such as 'charge' (got {name!r})")
-        self.effects.append((name, data))
+        for field_name, value in data.items():
+            check_stable_text(value, f"ctx.effect({name!r}, {field_name}=...): the value")
+        self.effects.append((name, snapshot(data, f"ctx.effect({name!r}, ...)")))
 
     def call(self, system: str, idempotency_key: Any = None, **data: Any) -> bool:
         """Call an outside system now (``ctx.call("payments", idempotency_key=order, amount=10)``).
@@ -97,12 +115,22 @@ class Context:
         takes effect. Returns True if this call took effect, False if it was a repeat.
         """
         check_call(system, idempotency_key)
-        return self._broker._outside_call(self, system, idempotency_key, data)
+        for field_name, value in data.items():
+            check_stable_text(value, f"ctx.call({system!r}, {field_name}=...): the value")
+        return self._broker._outside_call(self, system, idempotency_key, snapshot(data, f"ctx.call({system!r}, ...)"))
 
     def publish(self, dest: str, payload: Any, key: Any = None) -> None:
-        """Publish a new message to a topic or queue when processing completes (an outbox)."""
-        self._broker._check_destination(dest, where="ctx.publish")
-        self.publications.append((dest, payload, key))
+        """Publish a new message to a topic or queue when processing completes (an outbox).
+
+        The payload is copied now, as a real client serialises it when it is handed over.
+        """
+        broker = self._broker
+        broker._check_destination(dest, where="ctx.publish")
+        if self.msg.id in broker._chains:
+            check_chain(broker, self.msg, dest, self.worker)
+        if key is not None:
+            check_hashable(key, "ctx.publish(..., key=...)")
+        self.publications.append((dest, snapshot(payload, "ctx.publish: payload"), key))
 
     def seen(self, key: Any) -> bool:
         """True if ``key`` was remembered (and committed) by this queue's service before.
@@ -110,6 +138,7 @@ class Context:
         The store belongs to the queue, so every worker of one service shares it, like the
         service's own database table of processed keys.
         """
+        check_hashable(key, "ctx.seen")
         return key in self._broker._queues[self.queue].keys
 
     def remember(self, key: Any, when: str = "commit") -> None:
@@ -124,6 +153,12 @@ class Context:
           the key says "done" for work that never happened: the work is lost.
         - ``"after-ack"`` (too late): written only once the ack has been sent. A crash between
           the work and the ack leaves no record, so the redelivery does the work again.
+        - ``"claim"``: written at commit like ``"commit"``, for a decision that only holds if
+          nobody decided otherwise meanwhile (a unique constraint that makes the transaction
+          fail). If the key is already there by then, the work is rolled back *and the delivery
+          fails*, so the message comes back and the handler decides again, now seeing what the
+          other delivery committed. ``"commit"`` acks instead: right for a duplicate of the
+          same work, whose outcome is already out.
         """
         if when not in REMEMBER_WHEN:
             raise one_of("ctx.remember(..., when=...)", when, REMEMBER_WHEN)

@@ -119,6 +119,12 @@ class Trace(Sequence[TraceEvent]):
 
         >>> b.trace.where(kind="effect", msg="m1")        # doctest: +SKIP
         """
+        for what, value, example in (
+            ("kind", kind, "'deliver'"),
+            ("actor", actor, "'billing-1'"),
+            ("msg", msg, "'m1'"),
+        ):
+            _check_filter(what, value, example)
         kinds = _as_set(kind)
         if kinds:
             for k in kinds:
@@ -184,6 +190,23 @@ def _detail(e: TraceEvent) -> str:
     if e.detail:
         parts.append(e.detail)
     return " ".join(parts)
+
+
+_WHAT = {"kind": "kinds", "actor": "actor names", "msg": "message ids"}
+
+
+def _check_filter(what: str, value: object, example: str) -> None:
+    """A filter is None, a string, or a list of strings: ``where(msg=1)`` is refused, not matched against nothing."""
+    if value is None or isinstance(value, str):
+        return
+    items = list(value) if isinstance(value, (list, tuple, set, frozenset)) else [value]
+    bad = next((v for v in items if not isinstance(v, str)), None)
+    if bad is not None or not isinstance(value, (list, tuple, set, frozenset)):
+        shown = bad if bad is not None else value
+        raise EvbrokerError(
+            f"trace.where({what}=...) takes {_WHAT[what]} such as {example} (got {shown!r}), or a list of them"
+            + (f"; message ids are strings: {what}='m{shown}'" if what == "msg" and isinstance(shown, int) else "")
+        )
 
 
 def _as_set(value: str | Iterable[str] | None) -> set[str]:

@@ -33,11 +33,12 @@ How the orchestrator works, all on the public broker API:
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from evbroker.errors import EvbrokerError, check_positive, did_you_mean
+from evbroker.errors import EvbrokerError, check_positive, did_you_mean, is_whole
 from evbroker.workflows.service import Command, FaultPlan, Reply, Service, faults_by_name
 
 if TYPE_CHECKING:
@@ -211,6 +212,8 @@ class Saga:
         self.service_time = float(service_time)
         self.max_resends = max_resends
         self._index = {s.name: i for i, s in enumerate(self.steps)}
+        # Per broker: the log entries read so far, by instance (see _replay).
+        self._logs: weakref.WeakKeyDictionary[Broker, _Log] = weakref.WeakKeyDictionary()
 
     @property
     def step_names(self) -> tuple[str, ...]:
@@ -257,7 +260,7 @@ class Saga:
         as they are; their dead letters go wherever they were installed to send them.
         """
         plan = faults_by_name(faults, [self.name, *(s.name for s in self.services)], f"Saga {self.name!r}")
-        if attempts is not None and (isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1):
+        if attempts is not None and (not is_whole(attempts) or attempts < 1):
             raise EvbrokerError(
                 f"Saga {self.name!r}: attempts must be None (retry until done) or a whole number >= 1 "
                 f"(got {attempts!r}); e.g. attempts=3"
@@ -320,11 +323,30 @@ class Saga:
         return SagaState(self.name, instance, dict.fromkeys(self.step_names, "-"))
 
     def _replay(self, b: Broker, instance: str) -> SagaState:
+        """The instance's state, replayed from its committed log entries.
+
+        Reading the whole effect list on every message would make a run of n orders cost n
+        times n; the log is read once, as it grows, into entries per instance (a workflow
+        engine keeps each workflow's history apart for the same reason).
+        """
+        log = self._logs.get(b)
+        if log is None:
+            log = self._logs[b] = _Log()
+        effects = b._effects
+        if log.read < len(effects):
+            entries = log.entries
+            name = self.name
+            for e in effects[log.read :]:
+                if e.name == LOG:
+                    d = e.data
+                    if d.get("saga") == name:
+                        entries.setdefault(d["instance"], []).append(
+                            (e.time, d.get("step"), d["status"], d.get("detail", ""))
+                        )
+            log.read = len(effects)
         state = self.blank_state(instance)
-        for e in b.effects(LOG):
-            d = e.data
-            if d.get("saga") == self.name and d["instance"] == instance:
-                state.apply(e.time, d.get("step"), d["status"], d.get("detail", ""))
+        for entry in log.entries.get(instance, ()):
+            state.apply(*entry)
         return state
 
     def _orchestrate(self, b: Broker, msg: Message, ctx: Context) -> None:
@@ -342,6 +364,16 @@ class Saga:
             run.on_dead_letter(payload)
         else:
             run.on_start(payload)
+
+
+class _Log:
+    """The saga's log on one broker, as read so far: entries by instance, and how many effects were read."""
+
+    __slots__ = ("read", "entries")
+
+    def __init__(self) -> None:
+        self.read = 0
+        self.entries: dict[str, list[tuple[float, str | None, str, str]]] = {}
 
 
 class _Decision:

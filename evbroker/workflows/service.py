@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from evbroker.core.faults import Faults
-from evbroker.errors import EvbrokerError, check_positive, did_you_mean
+from evbroker.errors import EvbrokerError, check_positive, did_you_mean, is_whole
 
 if TYPE_CHECKING:
     from evbroker.core.broker import Broker
@@ -39,6 +39,19 @@ return a dict of results, merged into the data passed on (a booking reference, s
 REJECTED = "rejected"
 #: The effect a worker records when it skips work on purpose (nothing to undo, or too late).
 SKIPPED = "skipped"
+#: The third part of a claim key, ``(business key, work, SETTLED)``: see CLAIMS below.
+SETTLED = "settled"
+
+# CLAIMS. With several workers (Service(workers=2)) a piece of work and its compensation can
+# run at the same time on two workers: the work (slow, or taken for dead and dead-lettered)
+# has not committed yet when the compensation looks, finds "nothing to undo", and says so;
+# then the work commits, and a compensated order keeps its stock. Looking is not enough: the
+# decision must still hold when it commits. So both sides claim one key, (key, work, SETTLED),
+# with ctx.remember(..., when="claim"): whichever commits second is rolled back and its delivery
+# fails, and the redelivery decides again with what is committed now (the work finds the
+# compensation's tombstone and skips; the compensation finds the work and undoes it). This
+# is a unique constraint in the service's database doing what a read beforehand cannot.
+# (Commands only: a reaction has no tombstone check, so a claim there could never settle.)
 
 
 class Reject(Exception):
@@ -135,11 +148,11 @@ class Service:
         if not isinstance(name, str) or not name.strip():
             raise EvbrokerError(f"Service needs a name such as 'inventory' (got {name!r})")
         check_positive(f"Service {name!r}: service_time", service_time, hint="; it is how long one piece of work takes")
-        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        if not is_whole(workers) or workers < 1:
             raise EvbrokerError(f"Service {name!r}: workers must be a whole number >= 1 (got {workers!r})")
         self.name = name
         self.service_time = float(service_time)
-        self.workers = workers
+        self.workers = int(workers)
         self._commands: dict[str, Work] = {}
         self._reactions: dict[str, Reaction] = {}
 
@@ -324,6 +337,8 @@ class Service:
                 _run_compensation(fn, cmd.data, ctx, f"service {self.name!r}: compensation {cmd.command!r}")
             else:
                 ctx.effect(SKIPPED, action=cmd.command, reason=f"nothing to undo: {cmd.undoes} never happened")
+                # Holds only if the work does not commit meanwhile on another worker (see CLAIMS).
+                ctx.remember((key, cmd.undoes, SETTLED), when="claim")
             ctx.remember(done)  # also the tombstone that stops a late `do` (below)
             reply(True)
             return
@@ -340,6 +355,8 @@ class Service:
             reply(False, no.reason)
             return
         ctx.remember(done)  # committed atomically with the effects and the reply
+        if cmd.compensation is not None:  # see CLAIMS
+            ctx.remember((key, cmd.command, SETTLED), when="claim")
         reply(True, data=_merge(cmd.data, result, f"service {self.name!r}: command {cmd.command!r}"))
 
     def _react(self, msg: Message, r: Reaction, ctx: Context) -> None:
