@@ -162,6 +162,7 @@ def payments(
     handler: Callable[[Message, Context], Any] | None = None,
     like: str | None = None,
     slow_by: float | None = None,
+    handler_errors: str = "warn",
 ) -> Broker:
     """The payment scenario: ``checkout`` publishes orders, ``payments`` workers charge cards.
 
@@ -179,7 +180,8 @@ def payments(
 
     ``like`` declares the queue with a broker preset (``"rabbitmq"``, ``"sqs"``, ...), whose
     own ack timeout then replaces ``ack_timeout``; ``slow_by`` is how much longer the slow
-    consumer takes (default: ``ack_timeout + 1``, just past the timeout).
+    consumer takes (default: ``ack_timeout + 1``, just past the timeout). ``handler_errors`` is
+    the broker's (``"record"`` keeps a handler that fails on purpose out of the warnings).
     """
     if guarantee not in GUARANTEES:
         raise one_of("payments: guarantee", guarantee, GUARANTEES)
@@ -213,7 +215,7 @@ def payments(
     }[fault]
     publish_faults = Faults(lose_confirm=chance) if fault == "producer retry" else None
 
-    b = Broker(seed=seed)
+    b = Broker(seed=seed, handler_errors=handler_errors)
     if like is None:
         b.queue(PAYMENTS_QUEUE, guarantee=guarantee, ack_timeout=ack_timeout)
     else:
@@ -294,7 +296,7 @@ def preset_run(like: str, fault: str, seed: int = 0) -> Broker | str:
         charge(msg, ctx)
 
     try:
-        return payments("at-least-once", "none", seed, like=like, handler=poisoned)
+        return payments("at-least-once", "none", seed, like=like, handler=poisoned, handler_errors="record")
     except EvbrokerError:
         return "never settles"
 
