@@ -1,0 +1,444 @@
+"""Grade one submission: run its cells in a sandboxed kernel, judge its answers here, in the grader.
+
+The graded cells (``check("04-x", answer)``) are never run in the kernel. For each one the
+grader asks the kernel for the values of the names the cell passes (as plain data, see
+:mod:`evbroker.grading.boundary`) and runs the registered check in its own process. A value
+answer is judged as the value that arrived; a function answer arrives as a
+:class:`RemoteFunction`, and every call the check's broker makes on it travels to the kernel
+as a record, as do the learner's calls back on the broker's context. Points therefore never
+come from anything the notebook printed or patched.
+
+A cell that runs past its limit, or a kernel that dies, costs that cell: the sandbox is
+killed, a new kernel replays the cells that ran before, and grading goes on. Code that reaches
+for what a learner has no business touching (the grader's files, other processes, IPython's
+hooks, the check machinery) flags the row "tampering suspected" and zeroes the questions it
+touched.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import io
+import random
+import re
+import sys
+import time
+import tokenize
+import types
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from evbroker.errors import EvbrokerError
+from evbroker.grading.boundary import ProtocolError, Refused
+from evbroker.grading.cells import grade_id, graded_cells, is_answer, is_graded
+from evbroker.grading.channel import Channel, ChannelClosed, ChannelTimeout, error_fields
+from evbroker.grading.marking import CRASHED, FAILED, MISSING, NOT_RUN, PARTIAL, PASSED, UNANSWERED, Question, title
+from evbroker.grading.outcome import NOT_ANSWERED_HINT, CheckFailed
+from evbroker.grading.registry import get_check
+from evbroker.grading.reports import NotebookReport
+from evbroker.grading.restore import restore_locked_cells
+from evbroker.grading.sandbox import Limits, Sandbox
+from evbroker.grading.scoring import _points, _Unanswered
+
+TIMEOUT, TAMPERING = "timeout", "tampering"
+#: Names and texts no exercise answer needs; finding one in a learner's code flags the row.
+SUSPECT_CODE = re.compile(
+    r"set_custom_exc|input_transformers|register_magic|events\.register|ast_transformers|"
+    r"/proc\b|\bsolutions\b|gradebook|\bsubmitted\b|\bregistry\b|_CHECKS|get_check|load_checks|"
+    r"\bscoring\b|\bmarking\b|evbroker\.grading\.(?!check\b)|\bsubprocess\b|os\.kill|os\.fork|os\.system|"
+    r"os\.exec|os\._exit|signal\.|\bctypes\b|sys\.modules|__builtins__|\bbuiltins\b|settrace|setprofile|"
+    r"gc\.get_objects|__subclasses__|__globals__|\bcheck\s*=(?!=)|def\s+check\b"
+)
+
+
+@dataclass
+class CellOutcome:
+    status: str  # "ok", "error", "timeout", "died", "tampering"
+    ename: str = ""
+    evalue: str = ""
+
+
+@dataclass
+class Settings:
+    """Limits and options for judging one submission."""
+
+    cell_timeout: float = 60
+    timeout: float = 600
+    limits: Limits = field(default_factory=Limits)
+    bwrap: str | None = None
+    readable: tuple[Path, ...] = ()
+    hidden_seeds: tuple[int, ...] = ()
+
+
+# ---------------------------------------------------------------------------- the kernel, from here
+
+
+class RemoteFunction:
+    """A learner's function that stays in the kernel: calling it sends a record and waits for the answer."""
+
+    def __init__(self, session: KernelSession, desc: dict[str, Any]) -> None:
+        self._session, self._desc = session, desc
+        name = desc.get("name") if type(desc.get("name")) is str else "answer"
+        self.__name__ = self.__qualname__ = name[:80]
+        params = [p for p in desc.get("params", []) if type(p) is str]
+        kinds = inspect.Parameter
+        sig = [kinds(f"a{i}", kinds.POSITIONAL_ONLY) for i, p in enumerate(params) if p != "*"]
+        if "*" in params:
+            sig.append(kinds("args", kinds.VAR_POSITIONAL))
+        self.__signature__ = inspect.Signature(sig)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._session.channel.call(self._desc, args, kwargs)
+
+    def __repr__(self) -> str:
+        return f"<function {self.__name__} in the learner's kernel>"
+
+
+class RemoteObject:
+    """Something else of the learner's (not a value, not a function): public attributes are read over the pipe."""
+
+    def __init__(self, session: KernelSession, desc: dict[str, Any]) -> None:
+        self._session, self._desc = session, desc
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return self._session.channel.getattr(self._desc, name)
+
+    def __repr__(self) -> str:
+        return f"<{self._desc.get('name', 'object')} in the learner's kernel>"
+
+
+def may_reference(obj: Any) -> bool:
+    """Which of the grader's objects a kernel may hold a reference to: the kit's, never the grader's."""
+    if isinstance(obj, (types.ModuleType, type)):
+        return False
+    if isinstance(obj, (types.FunctionType, types.MethodType, types.BuiltinFunctionType)):
+        owner = getattr(obj, "__self__", None)
+        return owner is None or may_reference(owner) or isinstance(owner, random.Random)
+    module = type(obj).__module__ or ""
+    kit = module.startswith("evbroker.") and not module.startswith("evbroker.grading")
+    return kit or isinstance(obj, random.Random)
+
+
+class KernelSession:
+    """The grader's side of one sandboxed kernel; :meth:`restart` replaces it with a fresh one."""
+
+    def __init__(self, scratch: Path, settings: Settings) -> None:
+        self.scratch, self.settings = scratch, settings
+        self.sandbox: Sandbox | None = None
+        self.channel: Channel
+        self.audits: list[str] = []
+
+    def start(self) -> None:
+        self.sandbox = Sandbox(self.scratch, self.settings.limits, bwrap=self.settings.bwrap, readable=self.settings.readable)
+        read_fd, write_fd = self.sandbox.start()
+        self.channel = Channel(read_fd, write_fd, "grader", strict=True)
+        self.channel.proxy = self._proxy
+        self.channel.message = _message
+        self.channel.exception = _exception
+        self.channel.may_reference = may_reference
+        self.channel.on_audit = self._audit
+        self.channel.deadline = time.monotonic() + 60
+        ready = self.channel.receive()
+        if ready["op"] != "ready":
+            raise ProtocolError("the kernel did not start with a ready record")
+
+    def _proxy(self, desc: dict[str, Any]) -> Any:
+        return RemoteFunction(self, desc) if desc.get("kind") == "function" else RemoteObject(self, desc)
+
+    def _audit(self, record: dict[str, Any]) -> None:
+        event, detail = record.get("event"), record.get("detail")
+        self.audits.append(f"{str(event)[:40]} {str(detail)[:120]}")
+
+    def sandbox_alive(self) -> bool:
+        return self.sandbox is not None and self.sandbox.alive()
+
+    def stop_for_restart(self) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        if self.sandbox is not None:
+            self.sandbox.kill()
+            self.sandbox = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def run(self, source: str, limit: float) -> CellOutcome:
+        self.channel.deadline = time.monotonic() + limit
+        try:
+            reply = self.channel.request({"op": "run", "source": source})
+        except ChannelTimeout:
+            return CellOutcome(TIMEOUT, evalue=f"stopped after {limit:g} s")
+        except ChannelClosed:
+            return CellOutcome("died", evalue="the kernel died while running this cell")
+        except ProtocolError as exc:
+            return CellOutcome(TAMPERING, evalue=f"the kernel broke the grader's protocol: {exc}")
+        if reply["op"] != "done":
+            return CellOutcome(TAMPERING, evalue="the kernel answered a cell with something else")
+        error = reply.get("error")
+        if reply.get("ok") is True:
+            return CellOutcome("ok")
+        name, message, _ = error_fields(error)
+        return CellOutcome("error", name, message)
+
+    def answer(self, names: list[str], limit: float) -> list[Any]:
+        self.channel.deadline = time.monotonic() + limit
+        values = self.channel.result(self.channel.request({"op": "answer", "names": names}))
+        if type(values) is not list or len(values) != len(names):
+            raise ProtocolError("the kernel sent the wrong number of answers")
+        return values
+
+
+def _message(**fields: Any) -> Any:
+    from evbroker.core.message import Message
+
+    return Message(**fields)
+
+
+def _exception(error: Any) -> BaseException:
+    name, message, kit = error_fields(error)
+    if kit:
+        return EvbrokerError(message)
+    if name == "NotImplementedError":
+        return NotImplementedError(message)
+    if name == "NameError":
+        return NameError(message)
+    return type(name if name.isidentifier() else "Error", (Exception,), {})(message)
+
+
+# ---------------------------------------------------------------------------- one submission
+
+
+def answer_names(source: str, check_id: str) -> tuple[list[str], bool] | None:
+    """The names a graded cell hands to its check, and whether it hands them as a tuple."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return None
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "check" and len(node.args) == 2:
+            arg = node.args[1]
+            if isinstance(arg, ast.Name):
+                return [arg.id], False
+            if isinstance(arg, ast.Tuple) and all(isinstance(e, ast.Name) for e in arg.elts):
+                return [e.id for e in arg.elts], True
+    return None
+
+
+def suspicious(source: str) -> list[str]:
+    """What in ``source`` (comments left out) no answer needs."""
+    try:
+        tokens = tokenize.generate_tokens(io.StringIO(source).readline)
+        code = " ".join(t.string for t in tokens if t.type != tokenize.COMMENT)
+    except (tokenize.TokenError, IndentationError, SyntaxError):
+        code = source
+    code = re.sub(r"\s*=\s*", "=", code)
+    code = re.sub(r"\s*\.\s*", ".", code)
+    return sorted({m.group(0).strip() for m in SUSPECT_CODE.finditer(code)})
+
+
+def refused_in(value: Any) -> str | None:
+    if isinstance(value, Refused):
+        return value.why
+    if type(value) in (list, tuple):
+        return next((r for r in map(refused_in, value) if r), None)
+    if type(value) is dict:
+        return next((r for r in map(refused_in, [*value.keys(), *value.values()]) if r), None)
+    return None
+
+
+@contextmanager
+def hidden_variant(fn: Any, seeds: tuple[int, ...]):
+    """Run a check on other seeds than the self-check's: its module's ``SEEDS``, swapped for ``seeds``."""
+    module = sys.modules.get(getattr(fn, "__module__", ""))
+    old = getattr(module, "SEEDS", None)
+    module.SEEDS = seeds  # type: ignore[union-attr]
+    try:
+        yield
+    finally:
+        module.SEEDS = old  # type: ignore[union-attr]
+
+
+def has_variants(fn: Any) -> bool:
+    module = sys.modules.get(getattr(fn, "__module__", ""))
+    code = getattr(fn, "__code__", None)
+    return module is not None and hasattr(module, "SEEDS") and code is not None and "SEEDS" in code.co_names
+
+
+def judge(nb: Any, source_nb: Any, report: NotebookReport, scratch: Path, settings: Settings) -> None:
+    """Run ``nb`` (a submission, already read) against ``source_nb``; fill ``report``."""
+    restored = restore_locked_cells(nb, source_nb)
+    nb = restored.nb
+    report.notes += restored.notes()
+    if restored.missing_graded:
+        report.statuses.append("missing-cells")
+    graded = {g.grade_id: g for g in graded_cells(source_nb)}
+    source_cells = {grade_id(c): c for c in source_nb.cells if is_graded(c)}
+    questions: dict[str, Question] = {}
+    session = KernelSession(scratch, settings)
+    deadline = time.monotonic() + settings.timeout
+    replay: list[int] = []
+    lost: dict[int, str] = {}  # cells stopped or killed, and why
+    unanswered = False
+    region: list[int] = []  # answer cells since the last graded cell
+    tainted: list[str] = []  # what in the current region looked like tampering
+    try:
+        session.start()
+        for index, cell in enumerate(nb.cells):
+            if cell.cell_type != "code" or not cell.source.strip():
+                continue
+            if time.monotonic() > deadline:
+                report.statuses.append("timeout")
+                report.notes.append(f"the notebook ran longer than {settings.timeout:g} s in total")
+                break
+            if is_graded(cell):
+                gid = grade_id(cell)
+                if gid in graded and gid not in questions:
+                    session.audits.clear()
+                    q = _question(session, graded[gid], source_cells[gid].source, settings, lost, region, unanswered)
+                    if session.audits:
+                        tainted += session.audits
+                    if tainted:
+                        q = Question(q.id, q.title, 0, q.max_points, TAMPERING, "tampering suspected: " + "; ".join(tainted[:3]))
+                        report.statuses.append("tampering-suspected")
+                        report.notes.append(f"question {gid!r}: tampering suspected ({'; '.join(tainted[:5])})")
+                    questions[gid] = q
+                    if not session.sandbox_alive():
+                        session.restart()
+                        _replay(session, nb, replay, settings, lost)
+                region, tainted = [], []
+                continue
+            region.append(index)
+            found = suspicious(cell.source) if is_answer(cell) or grade_id(cell) is None else []
+            tainted += [f"cell {index + 1} uses {what!r}" for what in found]
+            session.audits.clear()
+            outcome = session.run(cell.source, min(settings.cell_timeout, max(1.0, deadline - time.monotonic())))
+            tainted += [f"cell {index + 1}: {a}" for a in session.audits]
+            if outcome.status in ("ok", "error"):
+                replay.append(index)
+                if outcome.ename in ("NotImplementedError", "NotAnswered") and is_answer(cell):
+                    unanswered = True
+                elif outcome.status == "error" and outcome.ename not in ("NotImplementedError", "NotAnswered") and (
+                    is_answer(cell) or grade_id(cell) is None
+                ):
+                    report.cell_errors.append(f"cell {index + 1} raised {outcome.ename}: {outcome.evalue[:200]}")
+                continue
+            lost[index] = outcome.evalue
+            if outcome.status == TIMEOUT:
+                report.statuses.append("cell-timeout")
+                report.notes.append(f"cell {index + 1} was {outcome.evalue}; the kernel was restarted")
+            elif outcome.status == TAMPERING:
+                tainted.append(f"cell {index + 1}: {outcome.evalue}")
+            else:
+                report.statuses.append("kernel-died")
+                report.notes.append(f"the kernel died while running cell {index + 1}; it was restarted")
+            session.restart()
+            _replay(session, nb, replay, settings, lost)
+    except (ChannelClosed, ChannelTimeout, ProtocolError) as exc:
+        report.statuses.append("kernel-failed")
+        report.notes.append(f"the kernel could not be started or kept running: {type(exc).__name__}: {exc}")
+    finally:
+        session.stop()
+    report.questions = [
+        questions.get(gid) or _not_reached(g, report, restored.missing_graded) for gid, g in graded.items()
+    ]
+
+
+def _not_reached(g: Any, report: NotebookReport, missing: list[str]) -> Question:
+    if g.grade_id in missing:
+        return Question(g.grade_id, title(g.grade_id), 0, g.points, MISSING, "the graded cell is missing, so it was not graded")
+    why = report.notes[-1] if report.notes else "the notebook stopped before this cell"
+    return Question(g.grade_id, title(g.grade_id), 0, g.points, NOT_RUN, f"not run: {why}")
+
+
+def _replay(session: KernelSession, nb: Any, replay: list[int], settings: Settings, lost: dict[int, str]) -> None:
+    """Run again, in a new kernel, the cells that ran before; drop any that will not finish now."""
+    for index in list(replay):
+        outcome = session.run(nb.cells[index].source, settings.cell_timeout)
+        if outcome.status not in ("ok", "error"):
+            replay.remove(index)
+            lost[index] = outcome.evalue
+            session.restart()
+
+
+def _question(
+    session: KernelSession,
+    g: Any,
+    graded_source: str,
+    settings: Settings,
+    lost: dict[int, str],
+    region: list[int],
+    unanswered: bool,
+) -> Question:
+    name = title(g.grade_id)
+
+    def result(points: float, status: str, message: str) -> Question:
+        return Question(g.grade_id, name, points, g.points, status, message)
+
+    wanted = answer_names(graded_source, g.grade_id)
+    if wanted is None:
+        return result(0, CRASHED, "the graded cell does not hand an answer to its check")
+    names, as_tuple = wanted
+    try:
+        values = session.answer(names, settings.cell_timeout)
+    except NameError as exc:
+        stopped = [i for i in region if i in lost]
+        if stopped:
+            return result(0, TIMEOUT, f"cell {stopped[0] + 1} was {lost[stopped[0]]}, so {exc} was never defined")
+        if unanswered:
+            return result(0, UNANSWERED, f"Not answered yet. {NOT_ANSWERED_HINT}")
+        return result(0, CRASHED, f"NameError: name {str(exc)!r} is not defined")
+    except (ChannelTimeout, ChannelClosed) as exc:
+        session.stop_for_restart()
+        return result(0, CRASHED, f"the kernel did not hand over the answer ({type(exc).__name__})")
+    except ProtocolError as exc:
+        session.stop_for_restart()
+        return result(0, TAMPERING, f"the kernel broke the grader's protocol: {exc}")
+    except Exception as exc:
+        return result(0, CRASHED, f"{type(exc).__name__}: {exc}")
+    answer = tuple(values) if as_tuple else values[0]
+    refused = refused_in(answer)
+    if refused:
+        return result(0, FAILED, f"{', '.join(names)} should hold plain values; got {refused}")
+    check = get_check(g.grade_id)
+    session.channel.deadline = time.monotonic() + settings.cell_timeout
+    try:
+        earned = _run_check(check, answer)
+        if settings.hidden_seeds and has_variants(check.fn):
+            try:
+                with hidden_variant(check.fn, settings.hidden_seeds):
+                    _run_check(check, answer)
+            except CheckFailed as failure:
+                failure.reason = f"on a hidden variant (seeds the self-check does not try): {failure.reason}"
+                raise
+    except (_Unanswered, NotImplementedError):
+        return result(0, UNANSWERED, f"Not answered yet. {NOT_ANSWERED_HINT}")
+    except CheckFailed as failure:
+        if type(failure).__name__ == "NotAnswered":
+            return result(0, UNANSWERED, f"Not answered yet. {NOT_ANSWERED_HINT}")
+        return result(0, FAILED, str(failure))
+    except ChannelTimeout:
+        session.stop_for_restart()
+        return result(0, TIMEOUT, f"the check was stopped after {settings.cell_timeout:g} s: does your code loop forever or wait on something?")
+    except ChannelClosed:
+        session.stop_for_restart()
+        return result(0, CRASHED, "the kernel died while the check ran your code (out of memory, or it ended itself)")
+    except ProtocolError as exc:
+        session.stop_for_restart()
+        return result(0, TAMPERING, f"the kernel broke the grader's protocol: {exc}")
+    except RecursionError:
+        return result(0, CRASHED, "RecursionError while checking your answer")
+    except Exception as exc:
+        return result(0, CRASHED, f"{type(exc).__name__}: {str(exc)[:300]}")
+    points = _points(check, earned)
+    return result(points, PASSED if points >= g.points else PARTIAL, f"{format(points, 'g')}/{format(g.points, 'g')} points")
+
+
+def _run_check(check: Any, answer: Any) -> Any:
+    return check.fn(answer)
