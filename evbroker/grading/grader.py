@@ -1,14 +1,16 @@
 """The classroom grader: grade a folder of submitted notebooks into a gradebook.
 
     python -m evbroker.grading grade FOLDER --out DIR [--jobs N] [--cell-timeout S] [--timeout S]
-                                            [--source solutions/]
+                                            [--source solutions/] [--memory MB] [--unsandboxed]
     evbroker-grade FOLDER --out DIR ...        (the same, as an installed script)
 
-Each submission (see :mod:`evbroker.grading.submissions` for the folder layouts) runs in its
-own process and its own kernel, after its locked cells are restored from the source solution,
-with a per-cell and a total time limit; several run at once. The output folder gets
-``gradebook.csv``, ``feedback/<student>.md`` and ``reports/<student>/<notebook>.json``; the
-gradebook is rewritten after every notebook, so an interrupted run keeps what it graded.
+Each submission (see :mod:`evbroker.grading.submissions` for the folder layouts) is graded by
+its own worker process, which restores the locked cells from the source solution, runs the
+learner's cells in a sandboxed kernel (:mod:`evbroker.grading.sandbox`) and judges the answers
+itself (:mod:`evbroker.grading.judge`); several run at once. The output folder gets
+``gradebook.csv``, ``summary.png``, ``feedback/<student>.md`` and
+``reports/<student>/<notebook>.json``, each written as soon as a notebook is graded, so an
+interrupted run keeps what it graded and a rerun skips the unchanged submissions it graded.
 A broken submission (invalid JSON, an endless loop, a dying kernel, a deleted check cell)
 gets a status and zero for what could not be graded; it never stops the run.
 """
@@ -16,12 +18,15 @@ gets a status and zero for what could not be graded; it never stops the run.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import multiprocessing
 import os
+import random
+import shutil
 import sys
-import tempfile
 import threading
+from dataclasses import asdict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from multiprocessing.context import BaseContext
@@ -29,15 +34,20 @@ from pathlib import Path
 
 from evbroker.build import ROOT, read_notebook
 from evbroker.grading.cells import graded_cells
-from evbroker.grading.gradebook import save_report, write_feedback, write_gradebook
+from evbroker.errors import EvbrokerError
+from evbroker.grading.gradebook import report_path, save_report, write_feedback, write_gradebook
 from evbroker.grading.outcome import format_points
 from evbroker.grading.progress import ProgressBar
 from evbroker.grading.reports import NotebookReport, ungraded
-from evbroker.grading.submissions import Submission, find_submissions
+from evbroker.grading.sandbox import Limits, require_sandbox
+from evbroker.grading.submissions import Submission, duplicates, find_submissions
 from evbroker.grading.worker import run_job
 
 #: Extra seconds a worker gets beyond --timeout (kernel start and shutdown) before it is killed.
 WORKER_GRACE = 60.0
+#: How many seeds beyond the self-check's each function answer is tried on.
+HIDDEN_SEEDS = 10
+SECRET = ".hidden-variants"
 
 
 def worker_context() -> BaseContext:
@@ -58,21 +68,40 @@ class Grader:
     """Grades submissions in parallel worker processes and keeps the gradebook up to date."""
 
     def __init__(
-        self, out: Path, *, jobs: int = 2, cell_timeout: float = 60, timeout: float = 600, grace: float = WORKER_GRACE
+        self,
+        out: Path,
+        *,
+        jobs: int = 2,
+        cell_timeout: float = 60,
+        timeout: float = 600,
+        grace: float = WORKER_GRACE,
+        limits: Limits | None = None,
+        unsandboxed: bool = False,
+        check_modules: Sequence[str] = (),
     ) -> None:
         self.out = Path(out)
         self.grace = grace
         self.jobs = max(1, jobs)
         self.cell_timeout = cell_timeout
         self.timeout = timeout
+        self.limits = limits or Limits()
+        self.unsandboxed = unsandboxed
+        self.bwrap = require_sandbox(unsandboxed)
+        self.check_modules = list(check_modules)
         self.reports: list[NotebookReport] = []
+        self._twice: set[Path] = set()
         self._lock = threading.Lock()
         self._running: set[multiprocessing.Process] = set()
 
     def grade(self, submissions: list[Submission], progress: ProgressBar | None = None) -> list[NotebookReport]:
         self.out.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix="evbroker-grade-") as work, ThreadPoolExecutor(self.jobs) as pool:
-            futures = [pool.submit(self.grade_one, s, Path(work) / f"job{n}") for n, s in enumerate(submissions)]
+        work = self.out / ".scratch"
+        shutil.rmtree(work, ignore_errors=True)  # what a killed run left behind
+        work.mkdir()
+        self._twice = duplicates(submissions)
+        hidden = self._hidden_seeds()
+        with ThreadPoolExecutor(self.jobs) as pool:
+            futures = [pool.submit(self.grade_one, s, work / f"job{n}", hidden) for n, s in enumerate(submissions)]
             try:
                 for future in as_completed(futures):
                     report = future.result()
@@ -83,27 +112,73 @@ class Grader:
                 for future in futures:
                     future.cancel()
                 self._kill_running()
+                shutil.rmtree(work, ignore_errors=True)
         write_feedback(self.reports, self.out)
+        if self.reports:
+            from evbroker.grading.summary import draw_summary
+
+            draw_summary(self.reports, self.out)
         return self.reports
 
-    def grade_one(self, submission: Submission, stem: Path) -> NotebookReport:
+    def _hidden_seeds(self) -> list[int]:
+        """Seeds the self-check never shows, fixed per output folder (a rerun uses the same)."""
+        secret = self.out / SECRET
+        if not secret.is_file():
+            secret.write_text(str(random.SystemRandom().randrange(1 << 62)), encoding="utf-8")
+        rng = random.Random(int(secret.read_text(encoding="utf-8").strip() or 0))
+        return sorted(rng.sample(range(1_000, 1_000_000), HIDDEN_SEEDS))
+
+    def _digest(self, s: Submission, hidden: list[int]) -> str:
+        h = hashlib.sha256()
+        for path in (s.path, s.source):
+            h.update(Path(path).read_bytes() if path and Path(path).is_file() else b"-")
+        settings = [self.cell_timeout, self.timeout, asdict(self.limits), self.unsandboxed, hidden, s.student]
+        h.update(json.dumps(settings, sort_keys=True).encode())
+        return h.hexdigest()
+
+    def _graded_before(self, s: Submission, digest: str) -> NotebookReport | None:
+        probe = NotebookReport(s.student, s.notebook, str(s.path))
+        path = report_path(probe, self.out, s.path in self._twice)
+        try:
+            old = NotebookReport.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, ValueError, TypeError, KeyError):
+            return None
+        return old if old.digest == digest and old.path == str(s.path) else None
+
+    def grade_one(self, submission: Submission, stem: Path, hidden: Sequence[int] = ()) -> NotebookReport:
         """Grade one submission in a worker process; a report comes back whatever happens.
 
-        ``stem`` is where the job's files go (``stem.job.json``, ``stem.result.json``, ``stem.log``).
+        ``stem`` is where the job's files go (``stem.job.json``, ``stem.result.json``, ``stem.log``,
+        and the kernel's scratch folder ``stem.scratch/``).
         """
-        s = submission
+        report = self._grade_one(submission, stem, list(hidden))
+        if self.unsandboxed and "unsandboxed" not in report.statuses:
+            report.statuses.append("unsandboxed")
+            report.notes.append("graded without a sandbox (--unsandboxed): the submission ran with the teacher's rights")
+        if submission.path in self._twice and "duplicate-submission" not in report.statuses:
+            report.statuses.append("duplicate-submission")
+            report.notes.append(f"{submission.student} handed in {report.notebook} more than once; not added up")
+        return report
+
+    def _grade_one(self, s: Submission, stem: Path, hidden: list[int]) -> NotebookReport:
         if s.source is None:
             note = f"could not tell which exercise {s.path.name} answers; name it like the exercise"
             return ungraded(s.student, s.notebook, str(s.path), [], "no-source", note)
         try:
-            status, note = self._run_worker(s, stem)
+            digest = self._digest(s, hidden)
+            before = self._graded_before(s, digest)
+            if before is not None:
+                return before
+            status, note = self._run_worker(s, stem, hidden)
             if status == "ok":
-                return NotebookReport.from_dict(json.loads(_with_suffix(stem, ".result.json").read_text("utf-8")))
+                report = NotebookReport.from_dict(json.loads(_with_suffix(stem, ".result.json").read_text("utf-8")))
+                report.digest = digest
+                return report
         except Exception as exc:  # the grader's own trouble must not cost the other students their grades
             status, note = "grader-error", f"the grader failed on this notebook: {type(exc).__name__}: {exc}"
         return ungraded(s.student, s.notebook, str(s.path), _graded_or_none(s.source), status, note)
 
-    def _run_worker(self, s: Submission, stem: Path) -> tuple[str, str]:
+    def _run_worker(self, s: Submission, stem: Path, hidden: list[int]) -> tuple[str, str]:
         """Run one job in a worker process: ("ok", "") or a status and what went wrong."""
         job = {
             "student": s.student,
@@ -112,6 +187,11 @@ class Grader:
             "cell_timeout": self.cell_timeout,
             "timeout": self.timeout,
             "result": str(_with_suffix(stem, ".result.json")),
+            "scratch": str(_with_suffix(stem, ".scratch")),
+            "limits": asdict(self.limits),
+            "bwrap": self.bwrap,
+            "hidden_seeds": hidden,
+            "check_modules": self.check_modules,
         }
         job_path, log_path = _with_suffix(stem, ".job.json"), _with_suffix(stem, ".log")
         job_path.write_text(json.dumps(job), encoding="utf-8")
@@ -134,8 +214,9 @@ class Grader:
 
     def _record(self, report: NotebookReport) -> None:
         self.reports.append(report)
-        save_report(report, self.out)
+        save_report(report, self.out, Path(report.path) in self._twice)
         write_gradebook(self.reports, self.out)
+        write_feedback([r for r in self.reports if r.student == report.student], self.out)
 
     def _kill_running(self) -> None:
         with self._lock:
@@ -172,11 +253,22 @@ def grade_folder(
     cell_timeout: float = 60,
     timeout: float = 600,
     show_progress: bool = True,
+    limits: Limits | None = None,
+    unsandboxed: bool = False,
+    check_modules: Sequence[str] = (),
 ) -> list[NotebookReport]:
     """Grade every submission under ``folder`` against the solutions in ``source``; write to ``out``."""
     sources = sorted(Path(source).glob("*.ipynb"))
     submissions = find_submissions(Path(folder), sources)
-    grader = Grader(out, jobs=jobs, cell_timeout=cell_timeout, timeout=timeout)
+    grader = Grader(
+        out,
+        jobs=jobs,
+        cell_timeout=cell_timeout,
+        timeout=timeout,
+        limits=limits,
+        unsandboxed=unsandboxed,
+        check_modules=check_modules,
+    )
     progress = ProgressBar(len(submissions)) if show_progress else None
     return grader.grade(submissions, progress)
 
@@ -196,6 +288,16 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--timeout", type=float, default=600, help="seconds all of one notebook's cells may take (default 600)"
     )
+    p.add_argument("--memory", type=int, default=2048, help="megabytes of memory one kernel may use (default 2048)")
+    p.add_argument(
+        "--unsandboxed",
+        action="store_true",
+        help="run submissions without a sandbox, with your own rights (only where bubblewrap is missing "
+        "and you trust every notebook; every gradebook row says so)",
+    )
+    p.add_argument(
+        "--checks", action="append", default=[], help="an extra module of checks to import (its questions' checks)"
+    )
     return p
 
 
@@ -207,14 +309,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not any(args.source.glob("*.ipynb")):
         print(f"grade: no source notebooks in {args.source}; pass --source solutions/", file=sys.stderr)
         return 2
-    reports = grade_folder(
-        args.folder,
-        args.out,
-        source=args.source,
-        jobs=args.jobs,
-        cell_timeout=args.cell_timeout,
-        timeout=args.timeout,
-    )
+    try:
+        reports = grade_folder(
+            args.folder,
+            args.out,
+            source=args.source,
+            jobs=args.jobs,
+            cell_timeout=args.cell_timeout,
+            timeout=args.timeout,
+            limits=Limits(memory=args.memory * 1024**2, cpu=int(args.timeout) + 60),
+            unsandboxed=args.unsandboxed,
+            check_modules=args.checks,
+        )
+    except EvbrokerError as exc:
+        print(f"grade: {exc}", file=sys.stderr)
+        return 2
     if not reports:
         print(f"grade: no .ipynb files under {args.folder}", file=sys.stderr)
         return 2
