@@ -19,6 +19,9 @@ tagged forms below, checked strictly on arrival (exact built-in types, bounded s
     {"~ref": n, "side": "grader"|"kernel", "kind": "function"|"object", "name": str, "params": [...]}
                                something that stays where it lives; calls on it travel as records
     {"~refused": "why"}        a value the kernel would not send by value (a subclass of int ...)
+    {"~kit": {"type": "Saga", "state": {...}}}
+                               a kit object an answer is built of (Saga, Step, Service, Reaction),
+                               as its attributes; the grader rebuilds it, functions inside as references
 
 What never crosses: objects, functions, modules, exceptions with tracebacks, file paths of the
 grader. An answer the learner computes reaches the checks as a value or as a reference whose
@@ -37,7 +40,14 @@ from typing import Any
 MAX_RECORD = 8 * 1024 * 1024
 MAX_DEPTH = 40
 OPS = frozenset({"run", "answer", "call", "getattr", "return", "raise", "done", "audit", "ready"})
-TAGS = frozenset({"~tuple", "~dict", "~message", "~ref", "~refused"})
+TAGS = frozenset({"~tuple", "~dict", "~message", "~ref", "~refused", "~kit"})
+#: Kit objects an answer may be built of, sent as their state: a Saga of Steps, a Service and its Reactions.
+KIT_CLASSES = {
+    "Saga": "evbroker.workflows.saga",
+    "Step": "evbroker.workflows.saga",
+    "Service": "evbroker.workflows.service",
+    "Reaction": "evbroker.workflows.service",
+}
 MESSAGE_FIELDS = ("id", "payload", "key", "topic", "queue", "attempt")
 
 
@@ -83,7 +93,14 @@ def check_plain(value: Any, depth: int = 0) -> None:
         tag = next(iter(value))
         if tag not in TAGS:
             raise ProtocolError(f"an unknown tag {str(tag)[:40]!r}")
-        for item in value.values():
+        body = value[tag]
+        if tag in ("~message", "~kit"):
+            if type(body) is not dict:
+                raise ProtocolError(f"{tag} holding a {type(body).__name__}")
+            items = body.values() if tag == "~message" else [body.get("type"), body.get("state")]
+        else:
+            items = value.values()
+        for item in items:
             check_plain(item, depth + 1)
         return
     raise ProtocolError(f"a value of type {kind.__name__}")
@@ -106,6 +123,8 @@ def encode(value: Any, make_ref: Callable[[Any], dict[str, Any]], depth: int = 0
         return {"~dict": [[encode(k, make_ref, depth + 1), encode(v, make_ref, depth + 1)] for k, v in value.items()]}
     if _is_message(value):
         return {"~message": {f: encode(getattr(value, f), make_ref, depth + 1) for f in MESSAGE_FIELDS}}
+    if KIT_CLASSES.get(kind.__name__) == kind.__module__:
+        return {"~kit": {"type": kind.__name__, "state": encode(_state(value), make_ref, depth + 1)}}
     by_value = real_number(value)
     if by_value is not None:
         return by_value
@@ -147,6 +166,21 @@ def decode(value: Any, resolve: Callable[[dict[str, Any]], Any], message: Callab
     if tag == "~refused":
         _expect(body, str, tag)
         return Refused(body)
+    if tag == "~kit":
+        _expect(body, dict, tag)
+        name = body.get("type")
+        if type(name) is not str or name not in KIT_CLASSES:
+            raise ProtocolError(f"a ~kit object of type {str(name)[:40]!r}")
+        state = decode(body.get("state"), resolve, message)
+        if type(state) is not dict or not all(type(k) is str for k in state):
+            raise ProtocolError("a ~kit object whose state is not a dict of attributes")
+        import importlib
+
+        cls = getattr(importlib.import_module(KIT_CLASSES[name]), name)
+        obj = cls.__new__(cls)
+        for attr, item in state.items():
+            object.__setattr__(obj, attr, item)
+        return obj
     raise ProtocolError(f"an unknown tag {tag!r}")
 
 
@@ -186,6 +220,13 @@ def error_record(exc: BaseException) -> dict[str, Any]:
     """An exception as data: its type's name, its message and whether it is the kit's own error."""
     names = [k.__name__ for k in type(exc).__mro__]
     return {"type": type(exc).__name__, "message": str(exc)[:2000], "evbroker": "EvbrokerError" in names}
+
+
+def _state(value: Any) -> dict[str, Any]:
+    if hasattr(value, "__dict__"):
+        return dict(vars(value))
+    slots = [s for k in type(value).__mro__ for s in getattr(k, "__slots__", ())]
+    return {s: getattr(value, s) for s in slots if hasattr(value, s)}
 
 
 def _is_message(value: Any) -> bool:

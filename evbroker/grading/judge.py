@@ -91,7 +91,10 @@ class RemoteFunction:
         self.__signature__ = inspect.Signature(sig)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self._session.channel.call(self._desc, args, kwargs)
+        try:
+            return self._session.channel.call(self._desc, args, kwargs)
+        except NotImplementedError as exc:  # a stub: past the broker's except Exception, as scoring.guard does
+            raise _Unanswered() from exc
 
     def __repr__(self) -> str:
         return f"<function {self.__name__} in the learner's kernel>"
@@ -142,6 +145,8 @@ class KernelSession:
         self.channel.exception = _exception
         self.channel.may_reference = may_reference
         self.channel.on_audit = self._audit
+        make_ref = self.channel.ref
+        self.channel.ref = lambda obj: dict(obj._desc) if isinstance(obj, (RemoteFunction, RemoteObject)) else make_ref(obj)
         self.channel.deadline = time.monotonic() + 60
         ready = self.channel.receive()
         if ready["op"] != "ready":
@@ -209,6 +214,10 @@ def _exception(error: Any) -> BaseException:
         return NotImplementedError(message)
     if name == "NameError":
         return NameError(message)
+    if name == "Reject":  # the kit's "no, for a business reason", which the broker treats as an answer
+        from evbroker.workflows.service import Reject
+
+        return Reject(message or "rejected")
     return type(name if name.isidentifier() else "Error", (Exception,), {})(message)
 
 
