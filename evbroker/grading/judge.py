@@ -50,7 +50,7 @@ SUSPECT_CODE = re.compile(
     r"/proc\b|\bsolutions\b|gradebook|\bsubmitted\b|\bregistry\b|_CHECKS|get_check|load_checks|"
     r"\bscoring\b|\bmarking\b|evbroker\.grading\.(?!check\b)|\bsubprocess\b|os\.kill|os\.fork|os\.system|"
     r"os\.exec|os\._exit|signal\.|\bctypes\b|sys\.modules|__builtins__|\bbuiltins\b|settrace|setprofile|"
-    r"gc\.get_objects|__subclasses__|__globals__|\bcheck\s*=(?!=)|def\s+check\b"
+    r"gc\.get_objects|__subclasses__|__globals__|def __eq__|__eq__=|\bcheck\s*=(?!=)|def\s+check\b"
 )
 
 
