@@ -33,14 +33,10 @@ CHEATS = {
     "replace-a-helper": "import evbroker.grading.authoring as a\na.expect_equal = lambda *x, **k: None",
     "set-custom-exc": f"get_ipython().set_custom_exc((Exception,), lambda *a, **k: {PASS_LINE})",
     "input-transformer": f"get_ipython().input_transformers_post.append(lambda lines: ['{PASS_LINE}\\n'])",
-    "read-the-solutions": (
-        f"text = open({str(SOURCE)!r}).read()\ncharges = int(text.split('charges = ')[2][0])"
-    ),
+    "read-the-solutions": (f"text = open({str(SOURCE)!r}).read()\ncharges = int(text.split('charges = ')[2][0])"),
     "read-a-classmate": "import os\nnames = os.listdir('/proc')\ncmd = open('/proc/1/cmdline').read()",
     "detached-rewriter": (
-        "import subprocess\nsubprocess.Popen(['sh', '-c', 'exec -a "
-        + MARKER
-        + " sleep 30'], start_new_session=True)"
+        "import subprocess\nsubprocess.Popen(['sh', '-c', 'exec -a " + MARKER + " sleep 30'], start_new_session=True)"
     ),
     "kill-the-grader": "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\nos.kill(-1, signal.SIGKILL)",
     "int-that-equals-all": "class Yes(int):\n    def __eq__(self, other):\n        return True\ncharges = Yes(0)",
@@ -62,7 +58,9 @@ def graded(tmp_path_factory):
     root = tmp_path_factory.mktemp("cheats")
     for student, cheat in CHEATS.items():
         write_notebook(_with_answer(cheat), root / "in" / student / SOURCE.name)
-    write_notebook(_with_answer("import numpy as np\ncharges = np.int64(6)"), root / "in" / "honest-numpy" / SOURCE.name)
+    write_notebook(
+        _with_answer("import numpy as np\ncharges = np.int64(6)"), root / "in" / "honest-numpy" / SOURCE.name
+    )
     write_notebook(_with_answer("charges = 6"), root / "in" / "honest" / SOURCE.name)
     out = root / "out"
     assert main([str(root / "in"), "--out", str(out), "--jobs", "2", "--cell-timeout", "20"]) == 0

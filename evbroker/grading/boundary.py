@@ -129,7 +129,9 @@ def encode(value: Any, make_ref: Callable[[Any], dict[str, Any]], depth: int = 0
     if by_value is not None:
         return by_value
     if isinstance(value, (bool, int, float, str, list, tuple, dict)):
-        return {"~refused": f"a subclass of {_builtin_base(value)} ({kind.__name__}); use a plain {_builtin_base(value)}"}
+        return {
+            "~refused": f"a subclass of {_builtin_base(value)} ({kind.__name__}); use a plain {_builtin_base(value)}"
+        }
     return make_ref(value)
 
 

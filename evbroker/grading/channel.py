@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import os
 import select
-import types
 import time
+import types
 from collections.abc import Callable
 from typing import Any
 
 from evbroker.grading.boundary import MAX_RECORD, ProtocolError, check_plain, decode, dump, encode, error_record, load
-
 
 _FUNCTIONS = (types.FunctionType, types.MethodType, types.BuiltinFunctionType, types.LambdaType)
 
@@ -157,7 +156,9 @@ class Channel:
 
     def call(self, desc: dict[str, Any], args: tuple, kwargs: dict) -> Any:
         """Call the other side's object ``desc`` with ``args``; its result, or its error raised here."""
-        reply = self.request({"op": "call", "ref": desc["~ref"], "args": self.encode(list(args)), "kwargs": self.encode(kwargs)})
+        reply = self.request(
+            {"op": "call", "ref": desc["~ref"], "args": self.encode(list(args)), "kwargs": self.encode(kwargs)}
+        )
         return self.result(reply)
 
     def getattr(self, desc: dict[str, Any], name: str) -> Any:

@@ -26,15 +26,15 @@ import random
 import shutil
 import sys
 import threading
-from dataclasses import asdict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import asdict
 from multiprocessing.context import BaseContext
 from pathlib import Path
 
 from evbroker.build import ROOT, read_notebook
-from evbroker.grading.cells import graded_cells
 from evbroker.errors import EvbrokerError
+from evbroker.grading.cells import graded_cells
 from evbroker.grading.gradebook import report_path, save_report, write_feedback, write_gradebook
 from evbroker.grading.outcome import format_points
 from evbroker.grading.progress import ProgressBar
@@ -154,7 +154,9 @@ class Grader:
         report = self._grade_one(submission, stem, list(hidden))
         if self.unsandboxed and "unsandboxed" not in report.statuses:
             report.statuses.append("unsandboxed")
-            report.notes.append("graded without a sandbox (--unsandboxed): the submission ran with the teacher's rights")
+            report.notes.append(
+                "graded without a sandbox (--unsandboxed): the submission ran with the teacher's rights"
+            )
         if submission.path in self._twice and "duplicate-submission" not in report.statuses:
             report.statuses.append("duplicate-submission")
             report.notes.append(f"{submission.student} handed in {report.notebook} more than once; not added up")

@@ -137,7 +137,9 @@ class KernelSession:
         self.audits: list[str] = []
 
     def start(self) -> None:
-        self.sandbox = Sandbox(self.scratch, self.settings.limits, bwrap=self.settings.bwrap, readable=self.settings.readable)
+        self.sandbox = Sandbox(
+            self.scratch, self.settings.limits, bwrap=self.settings.bwrap, readable=self.settings.readable
+        )
         read_fd, write_fd = self.sandbox.start()
         self.channel = Channel(read_fd, write_fd, "grader", strict=True)
         self.channel.proxy = self._proxy
@@ -146,7 +148,9 @@ class KernelSession:
         self.channel.may_reference = may_reference
         self.channel.on_audit = self._audit
         make_ref = self.channel.ref
-        self.channel.ref = lambda obj: dict(obj._desc) if isinstance(obj, (RemoteFunction, RemoteObject)) else make_ref(obj)
+        self.channel.ref = lambda obj: (
+            dict(obj._desc) if isinstance(obj, (RemoteFunction, RemoteObject)) else make_ref(obj)
+        )
         self.channel.deadline = time.monotonic() + 60
         ready = self.channel.receive()
         if ready["op"] != "ready":
@@ -314,7 +318,9 @@ def judge(nb: Any, source_nb: Any, report: NotebookReport, scratch: Path, settin
                     if session.audits:
                         tainted += session.audits
                     if tainted:
-                        q = Question(q.id, q.title, 0, q.max_points, TAMPERING, "tampering suspected: " + "; ".join(tainted[:3]))
+                        q = Question(
+                            q.id, q.title, 0, q.max_points, TAMPERING, "tampering suspected: " + "; ".join(tainted[:3])
+                        )
                         report.statuses.append("tampering-suspected")
                         report.notes.append(f"question {gid!r}: tampering suspected ({'; '.join(tainted[:5])})")
                     questions[gid] = q
@@ -333,8 +339,10 @@ def judge(nb: Any, source_nb: Any, report: NotebookReport, scratch: Path, settin
                 replay.append(index)
                 if outcome.ename in ("NotImplementedError", "NotAnswered") and is_answer(cell):
                     unanswered = True
-                elif outcome.status == "error" and outcome.ename not in ("NotImplementedError", "NotAnswered") and (
-                    is_answer(cell) or grade_id(cell) is None
+                elif (
+                    outcome.status == "error"
+                    and outcome.ename not in ("NotImplementedError", "NotAnswered")
+                    and (is_answer(cell) or grade_id(cell) is None)
                 ):
                     report.cell_errors.append(f"cell {index + 1} raised {outcome.ename}: {outcome.evalue[:200]}")
                 continue
@@ -361,7 +369,9 @@ def judge(nb: Any, source_nb: Any, report: NotebookReport, scratch: Path, settin
 
 def _not_reached(g: Any, report: NotebookReport, missing: list[str]) -> Question:
     if g.grade_id in missing:
-        return Question(g.grade_id, title(g.grade_id), 0, g.points, MISSING, "the graded cell is missing, so it was not graded")
+        return Question(
+            g.grade_id, title(g.grade_id), 0, g.points, MISSING, "the graded cell is missing, so it was not graded"
+        )
     why = report.notes[-1] if report.notes else "the notebook stopped before this cell"
     return Question(g.grade_id, title(g.grade_id), 0, g.points, NOT_RUN, f"not run: {why}")
 
@@ -434,7 +444,12 @@ def _question(
         return result(0, FAILED, str(failure))
     except ChannelTimeout:
         session.stop_for_restart()
-        return result(0, TIMEOUT, f"the check was stopped after {settings.cell_timeout:g} s: does your code loop forever or wait on something?")
+        return result(
+            0,
+            TIMEOUT,
+            f"the check was stopped after {settings.cell_timeout:g} s: "
+            "does your code loop forever or wait on something?",
+        )
     except ChannelClosed:
         session.stop_for_restart()
         return result(0, CRASHED, "the kernel died while the check ran your code (out of memory, or it ended itself)")
@@ -446,7 +461,9 @@ def _question(
     except Exception as exc:
         return result(0, CRASHED, f"{type(exc).__name__}: {str(exc)[:300]}")
     points = _points(check, earned)
-    return result(points, PASSED if points >= g.points else PARTIAL, f"{format(points, 'g')}/{format(g.points, 'g')} points")
+    return result(
+        points, PASSED if points >= g.points else PARTIAL, f"{format(points, 'g')}/{format(g.points, 'g')} points"
+    )
 
 
 def _run_check(check: Any, answer: Any) -> Any:

@@ -120,7 +120,9 @@ class Kernel:
                 record = self.channel.receive()
             except ChannelClosed:
                 return
-            self.channel.send(self.channel.serve(record) if record["op"] in ("call", "getattr") else self.serve_extra(record))
+            self.channel.send(
+                self.channel.serve(record) if record["op"] in ("call", "getattr") else self.serve_extra(record)
+            )
 
     def serve_extra(self, record: dict[str, Any]) -> dict[str, Any]:
         from evbroker.grading.boundary import error_record

@@ -75,9 +75,7 @@ def require_sandbox(unsandboxed: bool) -> str | None:
 class Sandbox:
     """One kernel process for one submission, started in ``scratch``; :meth:`kill` ends all it started."""
 
-    def __init__(
-        self, scratch: Path, limits: Limits, *, bwrap: str | None, readable: tuple[Path, ...] = ()
-    ) -> None:
+    def __init__(self, scratch: Path, limits: Limits, *, bwrap: str | None, readable: tuple[Path, ...] = ()) -> None:
         self.scratch = Path(scratch)
         self.limits = limits
         self.bwrap = bwrap
