@@ -146,3 +146,46 @@ def test_file_names_tell_students_apart():
     names = {safe_name(s) for s in ("Zoë", "Zoé", "zoe", "Zoe", "a/b", "a_b")}
     assert len(names) == 6
     assert safe_name("Zoë") == safe_name("Zo\u0065\u0308")  # one student, however the ë was typed
+
+
+def test_a_runaway_or_greedy_answer_costs_its_own_question_only(tmp_path):
+    """An endless set-up function is stopped within the cell limit; 6.9 GB meets the memory limit."""
+    if bwrap_path() is None:
+        pytest.skip("bubblewrap (bwrap) is not installed")
+    answers = {
+        "loops": "def declare_payments(b):\n    while True:\n        pass",
+        "greedy": "def declare_payments(b):\n    hog = bytearray(6_900_000_000)\n    return len(hog)",
+    }
+    for student, source in answers.items():
+        nb = read_notebook(SOURCE)
+        for cell in nb.cells:
+            if grade_id(cell) == "04-no-order-lost-answer":
+                cell.source = source
+        write_notebook(nb, tmp_path / "in" / student / SOURCE.name)
+    out = tmp_path / "out"
+    assert main([str(tmp_path / "in"), "--out", str(out), "--cell-timeout", "3", "--memory", "1024"]) == 0
+    for student in answers:
+        report = json.loads((out / "reports" / student / "04_delivery_guarantees.json").read_text())
+        points = {q["id"]: q["points"] for q in report["questions"]}
+        assert points == {
+            "04-predict-charges": 2,
+            "04-predict-storm": 2,
+            "04-no-order-lost": 0,
+            "04-fix-double-charge": 3,
+        }
+    loops = json.loads((out / "reports" / "loops" / "04_delivery_guarantees.json").read_text())
+    assert loops["questions"][2]["status"] == "timeout"
+    assert loops["seconds"] < 3 + 10, "the cell limit, plus a kernel restart and the other questions"
+    greedy = json.loads((out / "reports" / "greedy" / "04_delivery_guarantees.json").read_text())
+    assert "MemoryError" in greedy["questions"][2]["message"]
+
+
+def test_the_class_edition_holds_lessons_and_exercises_and_no_solutions(tmp_path):
+    from evbroker.grading.edition import write_class_edition
+
+    write_class_edition(tmp_path / "class")
+    assert sorted(p.name for p in (tmp_path / "class").iterdir()) == ["README.md", "exercises", "notebooks"]
+    exercises = sorted(p.name for p in (tmp_path / "class" / "exercises").iterdir())
+    assert exercises == sorted(p.name for p in (ROOT / "exercises").glob("*.ipynb"))
+    for path in (tmp_path / "class" / "exercises").iterdir():
+        assert "### BEGIN SOLUTION" not in path.read_text(encoding="utf-8")
