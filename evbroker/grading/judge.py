@@ -18,32 +18,30 @@ touched.
 from __future__ import annotations
 
 import ast
-import inspect
 import io
-import random
 import re
 import sys
 import time
 import tokenize
-import types
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from evbroker.errors import EvbrokerError
+from evbroker.grading import proxies
 from evbroker.grading.boundary import ProtocolError, Refused
 from evbroker.grading.cells import grade_id, graded_cells, is_answer, is_graded
-from evbroker.grading.channel import Channel, ChannelClosed, ChannelTimeout, error_fields
+from evbroker.grading.channel import ChannelClosed, ChannelTimeout
 from evbroker.grading.marking import CRASHED, FAILED, MISSING, NOT_RUN, PARTIAL, PASSED, UNANSWERED, Question, title
 from evbroker.grading.outcome import NOT_ANSWERED_HINT, CheckFailed
 from evbroker.grading.registry import get_check
 from evbroker.grading.reports import NotebookReport
 from evbroker.grading.restore import restore_locked_cells
-from evbroker.grading.sandbox import Limits, Sandbox
+from evbroker.grading.runner import BROKEN, ERROR, OK, TIMEOUT, KernelSession
+from evbroker.grading.sandbox import Limits
 from evbroker.grading.scoring import _points, _Unanswered
 
-TIMEOUT, TAMPERING = "timeout", "tampering"
+TAMPERING = "tampering"
 #: Names and texts no exercise answer needs; finding one in a learner's code flags the row.
 SUSPECT_CODE = re.compile(
     r"set_custom_exc|input_transformers|register_magic|events\.register|ast_transformers|"
@@ -52,13 +50,6 @@ SUSPECT_CODE = re.compile(
     r"os\.exec|os\._exit|signal\.|\bctypes\b|sys\.modules|__builtins__|\bbuiltins\b|settrace|setprofile|"
     r"gc\.get_objects|__subclasses__|__globals__|def __eq__|__eq__=|\bcheck\s*=(?!=)|def\s+check\b"
 )
-
-
-@dataclass
-class CellOutcome:
-    status: str  # "ok", "error", "timeout", "died", "tampering"
-    ename: str = ""
-    evalue: str = ""
 
 
 @dataclass
@@ -71,158 +62,6 @@ class Settings:
     bwrap: str | None = None
     readable: tuple[Path, ...] = ()
     hidden_seeds: tuple[int, ...] = ()
-
-
-# ---------------------------------------------------------------------------- the kernel, from here
-
-
-class RemoteFunction:
-    """A learner's function that stays in the kernel: calling it sends a record and waits for the answer."""
-
-    def __init__(self, session: KernelSession, desc: dict[str, Any]) -> None:
-        self._session, self._desc = session, desc
-        name = desc.get("name") if type(desc.get("name")) is str else "answer"
-        self.__name__ = self.__qualname__ = name[:80]
-        params = [p for p in desc.get("params", []) if type(p) is str]
-        kinds = inspect.Parameter
-        sig = [kinds(f"a{i}", kinds.POSITIONAL_ONLY) for i, p in enumerate(params) if p != "*"]
-        if "*" in params:
-            sig.append(kinds("args", kinds.VAR_POSITIONAL))
-        self.__signature__ = inspect.Signature(sig)
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return self._session.channel.call(self._desc, args, kwargs)
-        except NotImplementedError as exc:  # a stub: past the broker's except Exception, as scoring.guard does
-            raise _Unanswered() from exc
-
-    def __repr__(self) -> str:
-        return f"<function {self.__name__} in the learner's kernel>"
-
-
-class RemoteObject:
-    """Something else of the learner's (not a value, not a function): public attributes are read over the pipe."""
-
-    def __init__(self, session: KernelSession, desc: dict[str, Any]) -> None:
-        self._session, self._desc = session, desc
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        return self._session.channel.getattr(self._desc, name)
-
-    def __repr__(self) -> str:
-        return f"<{self._desc.get('name', 'object')} in the learner's kernel>"
-
-
-def may_reference(obj: Any) -> bool:
-    """Which of the grader's objects a kernel may hold a reference to: the kit's, never the grader's."""
-    if isinstance(obj, (types.ModuleType, type)):
-        return False
-    if isinstance(obj, (types.FunctionType, types.MethodType, types.BuiltinFunctionType)):
-        owner = getattr(obj, "__self__", None)
-        return owner is None or may_reference(owner) or isinstance(owner, random.Random)
-    module = type(obj).__module__ or ""
-    kit = module.startswith("evbroker.") and not module.startswith("evbroker.grading")
-    return kit or isinstance(obj, random.Random)
-
-
-class KernelSession:
-    """The grader's side of one sandboxed kernel; :meth:`restart` replaces it with a fresh one."""
-
-    def __init__(self, scratch: Path, settings: Settings) -> None:
-        self.scratch, self.settings = scratch, settings
-        self.sandbox: Sandbox | None = None
-        self.channel: Channel
-        self.audits: list[str] = []
-
-    def start(self) -> None:
-        self.sandbox = Sandbox(
-            self.scratch, self.settings.limits, bwrap=self.settings.bwrap, readable=self.settings.readable
-        )
-        read_fd, write_fd = self.sandbox.start()
-        self.channel = Channel(read_fd, write_fd, "grader", strict=True)
-        self.channel.proxy = self._proxy
-        self.channel.message = _message
-        self.channel.exception = _exception
-        self.channel.may_reference = may_reference
-        self.channel.on_audit = self._audit
-        make_ref = self.channel.ref
-        self.channel.ref = lambda obj: (
-            dict(obj._desc) if isinstance(obj, (RemoteFunction, RemoteObject)) else make_ref(obj)
-        )
-        self.channel.deadline = time.monotonic() + 60
-        ready = self.channel.receive()
-        if ready["op"] != "ready":
-            raise ProtocolError("the kernel did not start with a ready record")
-
-    def _proxy(self, desc: dict[str, Any]) -> Any:
-        return RemoteFunction(self, desc) if desc.get("kind") == "function" else RemoteObject(self, desc)
-
-    def _audit(self, record: dict[str, Any]) -> None:
-        event, detail = record.get("event"), record.get("detail")
-        self.audits.append(f"{str(event)[:40]} {str(detail)[:120]}")
-
-    def sandbox_alive(self) -> bool:
-        return self.sandbox is not None and self.sandbox.alive()
-
-    def stop_for_restart(self) -> None:
-        self.stop()
-
-    def stop(self) -> None:
-        if self.sandbox is not None:
-            self.sandbox.kill()
-            self.sandbox = None
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
-    def run(self, source: str, limit: float) -> CellOutcome:
-        self.channel.deadline = time.monotonic() + limit
-        try:
-            reply = self.channel.request({"op": "run", "source": source})
-        except ChannelTimeout:
-            return CellOutcome(TIMEOUT, evalue=f"stopped after {limit:g} s")
-        except ChannelClosed:
-            return CellOutcome("died", evalue="the kernel died while running this cell")
-        except ProtocolError as exc:
-            return CellOutcome(TAMPERING, evalue=f"the kernel broke the grader's protocol: {exc}")
-        if reply["op"] != "done":
-            return CellOutcome(TAMPERING, evalue="the kernel answered a cell with something else")
-        error = reply.get("error")
-        if reply.get("ok") is True:
-            return CellOutcome("ok")
-        name, message, _ = error_fields(error)
-        return CellOutcome("error", name, message)
-
-    def answer(self, names: list[str], limit: float) -> list[Any]:
-        self.channel.deadline = time.monotonic() + limit
-        values = self.channel.result(self.channel.request({"op": "answer", "names": names}))
-        if type(values) is not list or len(values) != len(names):
-            raise ProtocolError("the kernel sent the wrong number of answers")
-        return values
-
-
-def _message(**fields: Any) -> Any:
-    from evbroker.core.message import Message
-
-    return Message(**fields)
-
-
-def _exception(error: Any) -> BaseException:
-    name, message, kit = error_fields(error)
-    if kit:
-        return EvbrokerError(message)
-    if name == "NotImplementedError":
-        return NotImplementedError(message)
-    if name == "NameError":
-        return NameError(message)
-    if name == "Reject":  # the kit's "no, for a business reason", which the broker treats as an answer
-        from evbroker.workflows.service import Reject
-
-        return Reject(message or "rejected")
-    return type(name if name.isidentifier() else "Error", (Exception,), {})(message)
 
 
 # ---------------------------------------------------------------------------- one submission
@@ -294,7 +133,9 @@ def judge(nb: Any, source_nb: Any, report: NotebookReport, scratch: Path, settin
     graded = {g.grade_id: g for g in graded_cells(source_nb)}
     source_cells = {grade_id(c): c for c in source_nb.cells if is_graded(c)}
     questions: dict[str, Question] = {}
-    session = KernelSession(scratch, settings)
+    session = KernelSession(
+        scratch, settings.limits, bwrap=settings.bwrap, readable=settings.readable, configure=proxies.configure
+    )
     deadline = time.monotonic() + settings.timeout
     replay: list[int] = []
     lost: dict[int, str] = {}  # cells stopped or killed, and why
@@ -324,7 +165,7 @@ def judge(nb: Any, source_nb: Any, report: NotebookReport, scratch: Path, settin
                         report.statuses.append("tampering-suspected")
                         report.notes.append(f"question {gid!r}: tampering suspected ({'; '.join(tainted[:5])})")
                     questions[gid] = q
-                    if not session.sandbox_alive():
+                    if not session.alive():
                         session.restart()
                         _replay(session, nb, replay, settings, lost)
                 region, tainted = [], []
@@ -335,7 +176,7 @@ def judge(nb: Any, source_nb: Any, report: NotebookReport, scratch: Path, settin
             session.audits.clear()
             outcome = session.run(cell.source, min(settings.cell_timeout, max(1.0, deadline - time.monotonic())))
             tainted += [f"cell {index + 1}: {a}" for a in session.audits]
-            if outcome.status in ("ok", "error"):
+            if outcome.status in (OK, ERROR):
                 replay.append(index)
                 if outcome.ename in ("NotImplementedError", "NotAnswered") and is_answer(cell):
                     unanswered = True
@@ -350,7 +191,7 @@ def judge(nb: Any, source_nb: Any, report: NotebookReport, scratch: Path, settin
             if outcome.status == TIMEOUT:
                 report.statuses.append("cell-timeout")
                 report.notes.append(f"cell {index + 1} was {outcome.evalue}; the kernel was restarted")
-            elif outcome.status == TAMPERING:
+            elif outcome.status == BROKEN:
                 tainted.append(f"cell {index + 1}: {outcome.evalue}")
             else:
                 report.statuses.append("kernel-died")
@@ -377,13 +218,10 @@ def _not_reached(g: Any, report: NotebookReport, missing: list[str]) -> Question
 
 
 def _replay(session: KernelSession, nb: Any, replay: list[int], settings: Settings, lost: dict[int, str]) -> None:
-    """Run again, in a new kernel, the cells that ran before; drop any that will not finish now."""
-    for index in list(replay):
-        outcome = session.run(nb.cells[index].source, settings.cell_timeout)
-        if outcome.status not in ("ok", "error"):
-            replay.remove(index)
-            lost[index] = outcome.evalue
-            session.restart()
+    """Run again, in the new kernel, the cells that ran before; drop any that will not finish now."""
+    dropped = session.replay({i: nb.cells[i].source for i in replay}, settings.cell_timeout)
+    lost.update(dropped)
+    replay[:] = [i for i in replay if i not in dropped]
 
 
 def _question(
@@ -414,10 +252,10 @@ def _question(
             return result(0, UNANSWERED, f"Not answered yet. {NOT_ANSWERED_HINT}")
         return result(0, CRASHED, f"NameError: name {str(exc)!r} is not defined")
     except (ChannelTimeout, ChannelClosed) as exc:
-        session.stop_for_restart()
+        session.stop()
         return result(0, CRASHED, f"the kernel did not hand over the answer ({type(exc).__name__})")
     except ProtocolError as exc:
-        session.stop_for_restart()
+        session.stop()
         return result(0, TAMPERING, f"the kernel broke the grader's protocol: {exc}")
     except Exception as exc:
         return result(0, CRASHED, f"{type(exc).__name__}: {exc}")
@@ -443,7 +281,7 @@ def _question(
             return result(0, UNANSWERED, f"Not answered yet. {NOT_ANSWERED_HINT}")
         return result(0, FAILED, str(failure))
     except ChannelTimeout:
-        session.stop_for_restart()
+        session.stop()
         return result(
             0,
             TIMEOUT,
@@ -451,10 +289,10 @@ def _question(
             "does your code loop forever or wait on something?",
         )
     except ChannelClosed:
-        session.stop_for_restart()
+        session.stop()
         return result(0, CRASHED, "the kernel died while the check ran your code (out of memory, or it ended itself)")
     except ProtocolError as exc:
-        session.stop_for_restart()
+        session.stop()
         return result(0, TAMPERING, f"the kernel broke the grader's protocol: {exc}")
     except RecursionError:
         return result(0, CRASHED, "RecursionError while checking your answer")
