@@ -57,7 +57,10 @@ class Channel:
         params = _params(obj) if callable(obj) else []
         kind = "function" if callable(obj) else "object"
         name = getattr(obj, "__name__", type(obj).__name__)
-        return {"~ref": self._ids[key], "side": self.side, "kind": kind, "name": str(name), "params": params}
+        desc = {"~ref": self._ids[key], "side": self.side, "kind": kind, "name": str(name), "params": params}
+        if kind == "object":  # its methods, so that ``ctx.effect(...)`` is one round trip, not two
+            desc["methods"] = _methods(type(obj))
+        return desc
 
     def encode(self, value: Any) -> Any:
         return encode(value, self.ref)
@@ -132,12 +135,14 @@ class Channel:
             return self.serve_extra(record)
         target = self._resolve({"~ref": record.get("ref"), "side": self.side})
         try:
-            if op == "getattr":
-                name = record.get("name")
+            name = record.get("name") if op == "getattr" else record.get("method")
+            if name is not None:
                 readable = self.may_reference(target) and not isinstance(target, _FUNCTIONS)
                 if type(name) is not str or name.startswith("_") or not readable:
                     raise AttributeError(f"{name!r} is not a public attribute")
-                result = getattr(target, name)
+                target = getattr(target, name)
+            if op == "getattr":
+                result = target
             else:
                 args = self.decode(record.get("args", []))
                 kwargs = self.decode(record.get("kwargs", {"~dict": []}))
@@ -159,6 +164,12 @@ class Channel:
         reply = self.request(
             {"op": "call", "ref": desc["~ref"], "args": self.encode(list(args)), "kwargs": self.encode(kwargs)}
         )
+        return self.result(reply)
+
+    def call_method(self, desc: dict[str, Any], method: str, args: tuple, kwargs: dict) -> Any:
+        """Call method ``method`` of the other side's object ``desc`` (one round trip)."""
+        record = {"op": "call", "ref": desc["~ref"], "method": method}
+        reply = self.request({**record, "args": self.encode(list(args)), "kwargs": self.encode(kwargs)})
         return self.result(reply)
 
     def getattr(self, desc: dict[str, Any], name: str) -> Any:
@@ -184,6 +195,14 @@ def error_fields(error: Any) -> tuple[str, str, bool]:
     if type(name) is not str or type(message) is not str or type(kit) is not bool:
         raise ProtocolError("an error record with fields of the wrong type")
     return name[:100], message[:2000], kit
+
+
+def _methods(kind: type) -> list[str]:
+    names = []
+    for name in dir(kind):
+        if not name.startswith("_") and isinstance(getattr(kind, name, None), (types.FunctionType,)):
+            names.append(name)
+    return names
 
 
 def _params(obj: Any) -> list[str]:

@@ -176,6 +176,8 @@ class GraderObject:
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):
             raise AttributeError(name)
+        if name in self._desc.get("methods", ()):
+            return GraderMethod(self, name)
         self._kernel.active = False
         try:
             return self._kernel.channel.getattr(self._desc, name)
@@ -195,6 +197,24 @@ class GraderObject:
 
 class GraderFunction(GraderObject):
     pass
+
+
+class GraderMethod:
+    """A method of an object that lives in the grader: calling it is one record there and back."""
+
+    def __init__(self, owner: GraderObject, name: str) -> None:
+        self._owner, self._name = owner, name
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        kernel = self._owner._kernel
+        kernel.active = False
+        try:
+            return kernel.channel.call_method(self._owner._desc, self._name, args, kwargs)
+        finally:
+            kernel.active = True
+
+    def __repr__(self) -> str:
+        return f"<method {self._name} of {self._owner!r}>"
 
 
 if __name__ == "__main__":
