@@ -14,6 +14,7 @@ import pytest
 
 from evbroker.build import read_notebook, write_notebook
 from evbroker.grading.grader import Grader, main
+from evbroker.grading.sandbox import bwrap_path
 from evbroker.grading.submissions import Submission
 
 pytestmark = pytest.mark.slow  # every test here starts kernels
@@ -26,6 +27,8 @@ from fixture_class import INTERRUPT_PROOF_LOOP, NAME, SOLUTION, class_submission
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
     """Grade the whole class once; return the output folder."""
+    if bwrap_path() is None:
+        pytest.skip("bubblewrap (bwrap) is not installed: sudo apt-get install -y bubblewrap")
     root = tmp_path_factory.mktemp("class")
     class_submissions(root / "submitted")
     out = root / "graded"

@@ -9,6 +9,7 @@ while the other questions keep their points (one cheat costs only what it touche
 import csv
 import json
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from evbroker.grading.cells import grade_id
 from evbroker.grading.gradebook import safe_name
 from evbroker.grading.grader import main
 from evbroker.grading.judge import suspicious
+from evbroker.grading.outcome import CheckFailed
 from evbroker.grading.sandbox import bwrap_path
 
 pytestmark = pytest.mark.slow  # starts sandboxed kernels
@@ -189,3 +191,44 @@ def test_the_class_edition_holds_lessons_and_exercises_and_no_solutions(tmp_path
     assert exercises == sorted(p.name for p in (ROOT / "exercises").glob("*.ipynb"))
     for path in (tmp_path / "class" / "exercises").iterdir():
         assert "### BEGIN SOLUTION" not in path.read_text(encoding="utf-8")
+
+
+def test_without_bubblewrap_the_grader_refuses_unless_told_to_run_unsandboxed(tmp_path, monkeypatch, capsys):
+    import evbroker.grading.sandbox as sandbox
+
+    monkeypatch.setattr(sandbox, "bwrap_path", lambda: None)
+    write_notebook(_with_answer("charges = 6"), tmp_path / "in" / "ada" / SOURCE.name)
+    args = [str(tmp_path / "in"), "--out", str(tmp_path / "out")]
+    assert main(args) == 2
+    assert "sudo apt-get install -y bubblewrap" in capsys.readouterr().err
+    assert main([*args, "--unsandboxed"]) == 0
+    [row] = (tmp_path / "out" / "gradebook.csv").read_text(encoding="utf-8").splitlines()[1:]
+    assert row.endswith(",10,10,unsandboxed")
+
+
+def test_a_function_answer_tuned_to_the_visible_seeds_fails_on_a_hidden_variant():
+    """The grader swaps a check module's SEEDS for seeds the self-check never shows."""
+    import types
+
+    from evbroker.grading.authoring import expect_equal
+    from evbroker.grading.judge import has_variants, hidden_variant
+
+    module = types.ModuleType("fake_checks")
+    exec(  # a check module like checks_04: SEEDS at module level, read by the check
+        "SEEDS = range(3)\ndef check(answer):\n    for seed in SEEDS:\n        expect(answer(seed), 2 * seed)\n",
+        module.__dict__,
+    )
+    module.expect = lambda got, want: expect_equal(got, want, what="double", reveal=True)
+    sys.modules["fake_checks"] = module
+    try:
+
+        def tuned(seed):
+            return 2 * seed if seed < 3 else 0
+
+        assert has_variants(module.check)
+        module.check(tuned)  # passes the visible seeds
+        with pytest.raises(CheckFailed), hidden_variant(module.check, (1234,)):
+            module.check(tuned)
+        assert module.SEEDS == range(3), "the visible seeds are put back"
+    finally:
+        del sys.modules["fake_checks"]
