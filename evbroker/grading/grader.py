@@ -18,11 +18,9 @@ gets a status and zero for what could not be graded; it never stops the run.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import multiprocessing
 import os
-import random
 import shutil
 import sys
 import threading
@@ -35,10 +33,11 @@ from pathlib import Path
 from evbroker.build import ROOT, read_notebook
 from evbroker.errors import EvbrokerError
 from evbroker.grading.cells import graded_cells
-from evbroker.grading.gradebook import report_path, save_report, write_feedback, write_gradebook
+from evbroker.grading.gradebook import save_report, write_feedback, write_gradebook
 from evbroker.grading.outcome import format_points
 from evbroker.grading.progress import ProgressBar
 from evbroker.grading.reports import NotebookReport, ungraded
+from evbroker.grading.resume import fingerprint, graded_before, hidden_seeds
 from evbroker.grading.sandbox import Limits, require_sandbox
 from evbroker.grading.submissions import Submission, duplicates, find_submissions
 from evbroker.grading.worker import run_job
@@ -47,7 +46,6 @@ from evbroker.grading.worker import run_job
 WORKER_GRACE = 60.0
 #: How many seeds beyond the self-check's each function answer is tried on.
 HIDDEN_SEEDS = 10
-SECRET = ".hidden-variants"
 
 
 def worker_context() -> BaseContext:
@@ -99,7 +97,7 @@ class Grader:
         shutil.rmtree(work, ignore_errors=True)  # what a killed run left behind
         work.mkdir()
         self._twice = duplicates(submissions)
-        hidden = self._hidden_seeds()
+        hidden = hidden_seeds(self.out, HIDDEN_SEEDS)
         with ThreadPoolExecutor(self.jobs) as pool:
             futures = [pool.submit(self.grade_one, s, work / f"job{n}", hidden) for n, s in enumerate(submissions)]
             try:
@@ -119,31 +117,6 @@ class Grader:
 
             draw_summary(self.reports, self.out)
         return self.reports
-
-    def _hidden_seeds(self) -> list[int]:
-        """Seeds the self-check never shows, fixed per output folder (a rerun uses the same)."""
-        secret = self.out / SECRET
-        if not secret.is_file():
-            secret.write_text(str(random.SystemRandom().randrange(1 << 62)), encoding="utf-8")
-        rng = random.Random(int(secret.read_text(encoding="utf-8").strip() or 0))
-        return sorted(rng.sample(range(1_000, 1_000_000), HIDDEN_SEEDS))
-
-    def _digest(self, s: Submission, hidden: list[int]) -> str:
-        h = hashlib.sha256()
-        for path in (s.path, s.source):
-            h.update(Path(path).read_bytes() if path and Path(path).is_file() else b"-")
-        settings = [self.cell_timeout, self.timeout, asdict(self.limits), self.unsandboxed, hidden, s.student]
-        h.update(json.dumps(settings, sort_keys=True).encode())
-        return h.hexdigest()
-
-    def _graded_before(self, s: Submission, digest: str) -> NotebookReport | None:
-        probe = NotebookReport(s.student, s.notebook, str(s.path))
-        path = report_path(probe, self.out, s.path in self._twice)
-        try:
-            old = NotebookReport.from_dict(json.loads(path.read_text(encoding="utf-8")))
-        except (OSError, ValueError, TypeError, KeyError):
-            return None
-        return old if old.digest == digest and old.path == str(s.path) else None
 
     def grade_one(self, submission: Submission, stem: Path, hidden: Sequence[int] = ()) -> NotebookReport:
         """Grade one submission in a worker process; a report comes back whatever happens.
@@ -167,8 +140,9 @@ class Grader:
             note = f"could not tell which exercise {s.path.name} answers; name it like the exercise"
             return ungraded(s.student, s.notebook, str(s.path), [], "no-source", note)
         try:
-            digest = self._digest(s, hidden)
-            before = self._graded_before(s, digest)
+            settings = [self.cell_timeout, self.timeout, asdict(self.limits), self.unsandboxed, hidden]
+            digest = fingerprint(s, settings)
+            before = graded_before(s, self.out, digest, duplicate=s.path in self._twice)
             if before is not None:
                 return before
             status, note = self._run_worker(s, stem, hidden)
