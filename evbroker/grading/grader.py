@@ -112,7 +112,7 @@ class Grader:
                 self._kill_running()
                 shutil.rmtree(work, ignore_errors=True)
         write_feedback(self.reports, self.out)
-        if self.reports:
+        if any(r.questions for r in self.reports):
             from evbroker.grading.summary import draw_summary
 
             draw_summary(self.reports, self.out)

@@ -49,13 +49,14 @@ def draw_summary(reports: list[NotebookReport], out: Path) -> Path:
     bars.barh(y, means, color="#3b7dd8", label="mean points earned")
     bars.set_yticks(y, ids, fontsize=8)
     bars.set_xlabel("points")
-    bars.legend(fontsize=7, loc="lower right")
+    bars.set_xlim(0, max(most.values(), default=1) * 1.45)
+    bars.legend(fontsize=7, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, frameon=False)
     for yy, i, m in zip(y, ids, means, strict=True):
         full = sum(p >= most[i] for p in earned[i])
         bars.text(most[i], yy, f" {m:.1f}/{most[i]:g} · {full} full", va="center", fontsize=7)
     notes.set_axis_off()
     notes.set_ylim(-0.5, len(ids) - 0.5)
-    notes.set_title("most common failure", fontsize=9, loc="left")
+    notes.set_title("most common failure (times seen)", fontsize=9, loc="left")
     for yy, i in zip(y, ids, strict=True):
         common = failures.get(i)
         text = "no failures"
