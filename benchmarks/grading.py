@@ -1,7 +1,8 @@
 """Grading time: per submission, for a class of N, sandboxed against unsandboxed; and the cheat list.
 
     .venv/bin/python benchmarks/grading.py sample          # each exercise: solution and blank, timed
-    .venv/bin/python benchmarks/grading.py class 100       # a class of 100 (mixed exercises), 2 jobs
+    .venv/bin/python benchmarks/grading.py class 100       # a class of 100 (mixed exercises)
+    .venv/bin/python benchmarks/grading.py class 100 --jobs 4   # notebooks graded at once (default 2)
     .venv/bin/python benchmarks/grading.py cheats          # each cheat of the grader tests, and its score
 
 The class is made of the solutions and the blank exercises with varied answers: right,
@@ -57,9 +58,12 @@ def make_class(folder: Path, n: int, seed: int = 0) -> None:
         write_notebook(variant(source, rng), folder / f"student{i:03d}" / source.name)
 
 
+JOBS = 2
+
+
 def grade(folder: Path, out: Path, *, unsandboxed: bool = False, cell_timeout: float = 10) -> tuple[float, list]:
     submissions = find_submissions(folder, SOLUTIONS)
-    grader = Grader(out, jobs=2, cell_timeout=cell_timeout, timeout=300, unsandboxed=unsandboxed)
+    grader = Grader(out, jobs=JOBS, cell_timeout=cell_timeout, timeout=300, unsandboxed=unsandboxed)
     start = time.perf_counter()
     reports = grader.grade(submissions, ProgressBar(len(submissions)))
     return time.perf_counter() - start, reports
@@ -82,7 +86,7 @@ def whole_class(n: int) -> None:
         make_class(Path(tmp) / "in", n)
         wall, reports = grade(Path(tmp) / "in", Path(tmp) / "out")
         per = [r.seconds for r in reports]
-        print(f"class of {n}, sandboxed, 2 jobs: {wall:.1f} s wall, {wall / n:.2f} s per submission")
+        print(f"class of {n}, sandboxed, {JOBS} jobs: {wall:.1f} s wall, {wall / n:.2f} s per submission")
         print(f"  per submission (one worker): median {statistics.median(per):.1f} s, max {max(per):.1f} s")
         k = min(n, 20)
         make_class(Path(tmp) / "few", k, seed=1)
@@ -107,6 +111,10 @@ def cheats() -> None:
 
 
 if __name__ == "__main__":
+    if "--jobs" in sys.argv:
+        at = sys.argv.index("--jobs")
+        JOBS = int(sys.argv[at + 1])
+        del sys.argv[at : at + 2]
     what = sys.argv[1] if len(sys.argv) > 1 else "sample"
     if what == "class":
         whole_class(int(sys.argv[2]) if len(sys.argv) > 2 else 100)

@@ -17,7 +17,10 @@ from evbroker.grading.grader import Grader, main
 from evbroker.grading.sandbox import bwrap_path
 from evbroker.grading.submissions import Submission
 
-pytestmark = pytest.mark.slow  # every test here starts kernels
+pytestmark = [
+    pytest.mark.slow,  # every test here starts kernels
+    pytest.mark.skipif(bwrap_path() is None, reason="bubblewrap (bwrap) is needed: sudo apt-get install -y bubblewrap"),
+]
 
 FIXTURES = Path(__file__).parent / "fixtures"
 sys.path.insert(0, str(FIXTURES))
@@ -27,8 +30,6 @@ from fixture_class import INTERRUPT_PROOF_LOOP, NAME, SOLUTION, class_submission
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
     """Grade the whole class once; return the output folder."""
-    if bwrap_path() is None:
-        pytest.skip("bubblewrap (bwrap) is not installed: sudo apt-get install -y bubblewrap")
     root = tmp_path_factory.mktemp("class")
     class_submissions(root / "submitted")
     out = root / "graded"

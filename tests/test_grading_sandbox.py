@@ -232,3 +232,16 @@ def test_a_function_answer_tuned_to_the_visible_seeds_fails_on_a_hidden_variant(
         assert module.SEEDS == range(3), "the visible seeds are put back"
     finally:
         del sys.modules["fake_checks"]
+
+
+def test_a_check_with_a_seeds_keyword_gets_the_hidden_seeds_through_it():
+    from evbroker.grading.judge import has_variants, run_hidden_variant
+
+    seen = []
+
+    def check(answer, *, seeds=range(3)):
+        seen.extend(seeds)
+
+    assert has_variants(check)
+    run_hidden_variant(check, None, (1234, 5678))
+    assert seen == [1234, 5678]

@@ -18,6 +18,7 @@ touched.
 from __future__ import annotations
 
 import ast
+import inspect
 import io
 import re
 import sys
@@ -117,10 +118,28 @@ def hidden_variant(fn: Any, seeds: tuple[int, ...]):
         module.SEEDS = old  # type: ignore[union-attr]
 
 
+def takes_seeds(fn: Any) -> bool:
+    """A check with a ``seeds=`` keyword: the grader hands it the hidden seeds that way."""
+    try:
+        return "seeds" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+
+
 def has_variants(fn: Any) -> bool:
+    """Can the grader try this check on hidden seeds: a ``seeds=`` keyword, or a module ``SEEDS`` it reads."""
+    if takes_seeds(fn):
+        return True
     module = sys.modules.get(getattr(fn, "__module__", ""))
     code = getattr(fn, "__code__", None)
     return module is not None and hasattr(module, "SEEDS") and code is not None and "SEEDS" in code.co_names
+
+
+def run_hidden_variant(fn: Any, answer: Any, seeds: tuple[int, ...]) -> Any:
+    if takes_seeds(fn):
+        return fn(answer, seeds=seeds)
+    with hidden_variant(fn, seeds):
+        return fn(answer)
 
 
 def judge(nb: Any, source_nb: Any, report: NotebookReport, scratch: Path, settings: Settings) -> None:
@@ -269,8 +288,7 @@ def _question(
         earned = _run_check(check, answer)
         if settings.hidden_seeds and has_variants(check.fn):
             try:
-                with hidden_variant(check.fn, settings.hidden_seeds):
-                    _run_check(check, answer)
+                run_hidden_variant(check.fn, answer, settings.hidden_seeds)
             except CheckFailed as failure:
                 failure.reason = f"on a hidden variant (seeds the self-check does not try): {failure.reason}"
                 raise
