@@ -151,12 +151,14 @@ def test_file_names_tell_students_apart():
 
 
 def test_a_runaway_or_greedy_answer_costs_its_own_question_only(tmp_path):
-    """An endless set-up function is stopped within the cell limit; 6.9 GB meets the memory limit."""
+    """An endless set-up function is stopped within the cell limit; 6.9 GB meets the memory limit;
+    5 GB of files meet the sandbox's small disk (not the grader's)."""
     if bwrap_path() is None:
         pytest.skip("bubblewrap (bwrap) is not installed")
     answers = {
         "loops": "def declare_payments(b):\n    while True:\n        pass",
         "greedy": "def declare_payments(b):\n    hog = bytearray(6_900_000_000)\n    return len(hog)",
+        "filler": "for i in range(100):\n    open(f'junk{i}', 'wb').write(b'0' * 50_000_000)",
     }
     for student, source in answers.items():
         nb = read_notebook(SOURCE)
@@ -180,6 +182,8 @@ def test_a_runaway_or_greedy_answer_costs_its_own_question_only(tmp_path):
     assert loops["seconds"] < 3 + 10, "the cell limit, plus a kernel restart and the other questions"
     greedy = json.loads((out / "reports" / "greedy" / "04_delivery_guarantees.json").read_text())
     assert "MemoryError" in greedy["questions"][2]["message"]
+    filler = json.loads((out / "reports" / "filler" / "04_delivery_guarantees.json").read_text())
+    assert any("No space left on device" in e for e in filler["cell_errors"])
 
 
 def test_the_class_edition_holds_lessons_and_exercises_and_no_solutions(tmp_path):

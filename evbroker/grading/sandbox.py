@@ -3,13 +3,14 @@
 This module knows processes, folders and limits, and nothing about brokers or checks. Each
 kernel gets:
 
-- its own scratch folder (holding only the submission), mounted as its home and working folder;
+- its own home and working folder, a small tmpfs holding only the submission (read-only);
 - read-only views of the Python installation and the ``evbroker`` package, and nothing else of
   the file system: not ``solutions/``, not the other submissions, not the grader's output folder;
 - its own network namespace (no network at all), its own process namespace (it cannot see or
   signal the grader or anyone else), a new session (no terminal to inject keystrokes into);
 - hard limits on memory, CPU seconds, processes and file size (set by the kernel on itself
-  before it reads any record);
+  before it reads any record), and room to write only in its home and ``/tmp``, each a
+  tmpfs of ``Limits.disk`` bytes;
 - ``--die-with-parent``: when the grader kills the sandbox (or dies), every process the
   notebook started dies with it, detached or not.
 
@@ -43,6 +44,7 @@ class Limits:
     cpu: int = 900
     nproc: int = 256
     fsize: int = 64 * 1024**2
+    disk: int = 256 * 1024**2  # the home folder and /tmp are each a tmpfs of this size (sandboxed only)
 
 
 def bwrap_path() -> str | None:
@@ -123,11 +125,15 @@ class Sandbox:
                 cmd += ["--symlink", os.readlink(top), top]
             elif os.path.isdir(top):
                 cmd += ["--ro-bind", top, top]
-        cmd += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+        size = str(self.limits.disk)
+        cmd += ["--proc", "/proc", "--dev", "/dev", "--size", size, "--tmpfs", "/tmp"]
         package = Path(evbroker.__file__).resolve().parent
         for path in _mounts([Path(sys.base_prefix), Path(sys.prefix), package, *self.readable]):
             cmd += ["--ro-bind", str(path), str(path)]
-        cmd += ["--bind", str(self.scratch.resolve()), HOME, "--chdir", HOME]
+        cmd += ["--size", size, "--tmpfs", HOME]  # a home in memory: a full disk is the sandbox's problem
+        for item in sorted(self.scratch.iterdir()):
+            cmd += ["--ro-bind", str(item.resolve()), f"{HOME}/{item.name}"]
+        cmd += ["--chdir", HOME]
         return cmd
 
     def alive(self) -> bool:
