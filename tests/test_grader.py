@@ -176,10 +176,10 @@ def test_a_worker_that_will_not_stop_is_killed_and_recorded(tmp_path, monkeypatc
     nb.cells[9].source = INTERRUPT_PROOF_LOOP  # the scratch cell: not graded, so nothing restores it
     path = tmp_path / "zed" / NAME
     write_notebook(nb, path)
-    grader = Grader(tmp_path / "out", jobs=1, cell_timeout=30, timeout=1, grace=0.5, check_modules=["fixture_checks"])
+    grader = Grader(tmp_path / "out", jobs=1, cell_timeout=30, timeout=0.5, grace=0.1, check_modules=["fixture_checks"])
     [killed] = grader.grade([Submission("zed", path, SOLUTION)])
     assert killed.status == "timeout"
-    assert killed.notes == ["killed after 1.5 s: the notebook would not stop"]
+    assert killed.notes == ["killed after 0.6 s: the notebook would not stop"]
     assert (tmp_path / "out" / "gradebook.csv").read_text().splitlines()[1] == "zed,99_fixture,0,0,0,5,timeout"
     assert not (tmp_path / "out" / ".scratch").exists(), "no scratch folder is left behind"
 
