@@ -10,6 +10,7 @@ from pathlib import Path
 USAGE = """usage:
   python -m evbroker.grading check exercises/NN_name.ipynb [--cell-timeout S] [--timeout S]
   python -m evbroker.grading grade FOLDER --out DIR [--jobs N] [--cell-timeout S] [--timeout S] [--source DIR]
+                                   [--memory MB] [--checks MODULE] [--unsandboxed]
   python -m evbroker.grading validate solutions/NN_name.ipynb ...
   python -m evbroker.grading class OUT      (the class edition: lessons and exercises, no solutions)
 """
