@@ -259,7 +259,12 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", type=Path, default=Path("gradebook"), help="output folder (default: gradebook/)")
     p.add_argument("--source", type=Path, default=ROOT / "solutions", help="solution notebooks (default: solutions/)")
-    p.add_argument("--jobs", type=int, default=os.cpu_count() or 2, help="notebooks graded at once (default: CPUs)")
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=(os.cpu_count() or 2) + 1,
+        help="notebooks graded at once (default: CPUs + 1, since a grader and its kernel take turns)",
+    )
     p.add_argument("--cell-timeout", type=float, default=60, help="seconds one cell may run (default 60)")
     p.add_argument(
         "--timeout", type=float, default=600, help="seconds all of one notebook's cells may take (default 600)"
