@@ -142,6 +142,8 @@ def test_code_that_reaches_for_the_grader_is_named():
     assert suspicious("check = lambda *a: None") == ["check="]
     assert "set_custom_exc" in suspicious("get_ipython().set_custom_exc((Exception,), f)")
     assert suspicious("charges = 6  # the solutions say so, or the registry") == []
+    assert suspicious("registry = {}\nscoring = marking = 1\nsubmitted = True") == []
+    assert suspicious("from evbroker.grading import registry") == ["evbroker.grading import"]
 
 
 def test_file_names_tell_students_apart():

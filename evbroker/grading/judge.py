@@ -46,10 +46,11 @@ TAMPERING = "tampering"
 #: Names and texts no exercise answer needs; finding one in a learner's code flags the row.
 SUSPECT_CODE = re.compile(
     r"set_custom_exc|input_transformers|register_magic|events\.register|ast_transformers|"
-    r"/proc\b|\bsolutions\b|gradebook|\bsubmitted\b|\bregistry\b|_CHECKS|get_check|load_checks|"
-    r"\bscoring\b|\bmarking\b|evbroker\.grading\.(?!check\b)|\bsubprocess\b|os\.kill|os\.fork|os\.system|"
-    r"os\.exec|os\._exit|signal\.|\bctypes\b|sys\.modules|__builtins__|\bbuiltins\b|settrace|setprofile|"
-    r"gc\.get_objects|__subclasses__|__globals__|def __eq__|__eq__=|\bcheck\s*=(?!=)|def\s+check\b"
+    r"/proc\b|\bsolutions\b|gradebook|_CHECKS|get_check|load_checks|"
+    r"evbroker\.grading\.(?!check\b)|evbroker\.grading import (?!check\b)|\bimportlib\b|__import__|"
+    r"\bsubprocess\b|os\.kill|os\.fork|os\.system|os\.exec|os\._exit|os\.popen|signal\.|\bctypes\b|"
+    r"sys\.modules|__builtins__|\bbuiltins\b|settrace|setprofile|gc\.get_objects|__subclasses__|__globals__|"
+    r"def __eq__|__eq__=|\bcheck\s*=(?!=)|def\s+check\b"
 )
 
 
