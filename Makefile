@@ -9,13 +9,14 @@ TESTKIT:= $(VENV)/.test-installed
 NBVAL  := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
 PYTEST_ARGS ?=
 
-.PHONY: lab test test-fast notebooks exercises check grade bench lint clean help
+.PHONY: lab test test-fast notebooks exercises check grade class bench lint clean help
 
 help:
 	@echo "make lab          open the kit in JupyterLab (creates .venv on first use)"
 	@echo "make test         run every test: unit, property, notebooks (nbval), browser"
 	@echo "make check NB=exercises/02_queues_and_pub_sub.ipynb   check one exercise notebook"
-	@echo "make grade SUBMISSIONS=folder   grade a folder of submitted notebooks"
+	@echo "make grade SUBMISSIONS=folder   grade a folder of submitted notebooks (in a bubblewrap sandbox)"
+	@echo "make class OUT=folder   write the class edition (lessons + exercises, no solutions) to hand out"
 	@echo "make notebooks    re-execute lessons and solutions, writing their outputs"
 	@echo "make exercises    regenerate exercises/ from solutions/"
 	@echo "make bench        run the benchmarks"
@@ -69,6 +70,9 @@ check: $(TESTKIT)
 grade: $(TESTKIT)
 	@test -n "$(SUBMISSIONS)" || (echo "usage: make grade SUBMISSIONS=folder [OUT=gradebook]" && exit 2)
 	$(BIN)/python -m evbroker.grading grade "$(SUBMISSIONS)" --out "$(or $(OUT),gradebook)"
+
+class: $(TESTKIT)
+	$(BIN)/python -m evbroker.grading class "$(or $(OUT),class-edition)"
 
 bench: $(TESTKIT)
 	$(BIN)/python benchmarks/engine.py

@@ -236,6 +236,24 @@ def test_expect_helpers_explain_what_they_wanted():
     with pytest.raises(CheckFailed, match="should be a function you define with `def build"):
         expect_callable(3, "build")
     assert expect_number(2.5) == 2.5
+
+
+def test_expect_number_takes_numpy_numbers_by_value_and_refuses_subclasses():
+    np = pytest.importorskip("numpy")
+
+    class Yes(int):
+        def __eq__(self, other):
+            return True
+
+        __hash__ = int.__hash__
+
+    assert type(expect_number(np.int64(6))) is int and expect_number(np.int64(6)) == 6
+    assert type(expect_number(np.float32(0.5))) is float
+    with pytest.raises(CheckFailed, match="should be a plain number such as 3; got a Yes"):
+        expect_number(Yes(0))
+    for wrong in (True, "6", float("nan"), np.float64("nan")):
+        with pytest.raises(CheckFailed, match="should be a number such as 3"):
+            expect_number(wrong)
     with pytest.raises(CheckFailed, match="copies: expected 1, got 2"):
         expect_equal(2, 1, what="copies", reveal=True)
     with pytest.raises(CheckFailed, match=r"^copies: got 2, which is not right\. Count again\.$"):

@@ -10,7 +10,9 @@ from pathlib import Path
 USAGE = """usage:
   python -m evbroker.grading check exercises/NN_name.ipynb [--cell-timeout S] [--timeout S]
   python -m evbroker.grading grade FOLDER --out DIR [--jobs N] [--cell-timeout S] [--timeout S] [--source DIR]
+                                   [--memory MB] [--checks MODULE] [--unsandboxed]
   python -m evbroker.grading validate solutions/NN_name.ipynb ...
+  python -m evbroker.grading class OUT      (the class edition: lessons and exercises, no solutions)
 """
 
 
@@ -54,6 +56,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return grade_main(rest)
     if command == "validate":
         return validate_command(rest)
+    if command == "class" and len(rest) == 1:
+        from evbroker.grading.edition import write_class_edition
+
+        written = write_class_edition(Path(rest[0]))
+        print(f"class edition: {len(written)} file(s) in {rest[0]} (lessons and exercises; no solutions)")
+        return 0
     print(f"unknown command {command!r}\n{USAGE}", file=sys.stderr)
     return 2
 

@@ -1,4 +1,9 @@
-"""Grade one notebook file: read it, restore its locked cells from the source, run it, mark it."""
+"""Self-check one notebook file: read it, restore its locked cells from the source, run it, mark it.
+
+This is the learner's own check (``make check``): its check cells run in the learner's kernel
+and their printed result lines are read back. The classroom grader never does that; it judges
+answers in its own process (see :mod:`evbroker.grading.judge`).
+"""
 
 from __future__ import annotations
 

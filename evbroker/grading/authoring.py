@@ -27,6 +27,7 @@ from types import TracebackType
 from typing import Any
 
 from evbroker.errors import EvbrokerError, one_of
+from evbroker.grading.boundary import real_number
 from evbroker.grading.outcome import CheckFailed, NotAnswered
 
 
@@ -149,12 +150,23 @@ def expect_callable(answer: Any, name: str, *, params: int | None = None) -> Non
 
 
 def expect_number(answer: Any, what: str = "your answer") -> float:
-    """Return ``answer`` as a number, or fail saying a number was expected."""
+    """Return ``answer`` as a plain ``int`` or ``float``, or fail saying a number was expected.
+
+    Exact built-in numbers pass as they are; numpy numbers (and other real-number types) count
+    by their value; a subclass of ``int`` or ``float`` is refused, since its ``==`` could
+    claim anything.
+    """
     if answer is None or answer is Ellipsis:
         raise NotAnswered(f"{what} is still {answer!r}: set it to a number, run that cell, then run this check.")
-    if isinstance(answer, bool) or not isinstance(answer, (int, float)) or math.isnan(answer):
-        raise CheckFailed(f"{what} should be a number such as 3; got {_kind(answer)}")
-    return answer
+    if type(answer) in (int, float) and not (type(answer) is float and math.isnan(answer)):
+        return answer
+    by_value = real_number(answer)
+    if by_value is not None:
+        return by_value
+    home = (type(answer).__module__ or "").split(".")[0]
+    if type(answer) not in (bool, float) and isinstance(answer, (int, float)) and home != "numpy":
+        raise CheckFailed(f"{what} should be a plain number such as 3; got a {type(answer).__name__}")
+    raise CheckFailed(f"{what} should be a number such as 3; got {_kind(answer)}")
 
 
 def expect(condition: object, message: str) -> None:

@@ -8,10 +8,12 @@ question id (points earned; empty when the question belongs to another notebook)
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
-import re
+import unicodedata
+from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -23,12 +25,30 @@ GRADEBOOK = "gradebook.csv"
 
 
 def safe_name(text: str) -> str:
-    """A file-name-safe version of a student or notebook name."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("._") or "unnamed"
+    """A file name for a student or notebook name: letters of any script kept, never two names alike.
+
+    The name is Unicode-normalised (NFC), so "Zoë" typed either way is one student; characters
+    a file name should not hold become "_", and then a short hash of the exact name is added,
+    so "a/b" and "a_b" (or "Zoë" and "Zoé", which both stay as they are) never share a file.
+    """
+    text = unicodedata.normalize("NFC", text)
+    kept = "".join(c if c.isalnum() or c in "_.-" else "_" for c in text).strip("._")[:80]
+    if kept == text and kept.lower() == kept and kept:
+        return kept
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:8]
+    return f"{kept or 'unnamed'}-{digest}"
 
 
-def save_report(report: NotebookReport, out: Path) -> Path:
-    path = out / "reports" / safe_name(report.student) / f"{safe_name(report.notebook)}.json"
+def report_path(report: NotebookReport, out: Path, duplicate: bool = False) -> Path:
+    """Where a notebook's report goes; a second submission of one exercise gets its own file."""
+    name = safe_name(report.notebook)
+    if duplicate:
+        name += "-" + hashlib.sha256(report.path.encode("utf-8")).hexdigest()[:8]
+    return out / "reports" / safe_name(report.student) / f"{name}.json"
+
+
+def save_report(report: NotebookReport, out: Path, duplicate: bool = False) -> Path:
+    path = report_path(report, out, duplicate)
     _write_atomically(path, json.dumps(report.to_dict(), indent=1, ensure_ascii=False) + "\n")
     return path
 
@@ -67,9 +87,16 @@ def write_feedback(reports: list[NotebookReport], out: Path) -> list[Path]:
         by_student.setdefault(r.student, []).append(r)
     written = []
     for student, own in by_student.items():
-        total = sum(r.points for r in own)
-        most = sum(r.max_points for r in own)
+        twice = {n for n, k in Counter(r.notebook for r in own).items() if k > 1}
+        counted = [r for r in own if r.notebook not in twice]
+        total = sum(r.points for r in counted)
+        most = sum(r.max_points for r in counted)
         head = f"# Feedback for {student}\n\nTotal: {format_points(total)} / {format_points(most)} points\n\n"
+        if twice:
+            head += (
+                f"**Submitted more than once: {', '.join(sorted(twice))}.** Each copy is graded below and "
+                "none is counted in the total: your teacher decides which one counts.\n\n"
+            )
         path = out / "feedback" / f"{safe_name(student)}.md"
         _write_atomically(path, head + "\n".join(markdown_section(r) for r in own))
         written.append(path)

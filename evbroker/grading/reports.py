@@ -10,6 +10,9 @@ from evbroker.grading.marking import Question, title
 
 #: Statuses of a whole notebook, most serious first.
 STATUSES = (
+    "tampering-suspected",
+    "duplicate-submission",
+    "unsandboxed",
     "invalid-notebook",
     "no-source",
     "grader-error",
@@ -32,6 +35,7 @@ class NotebookReport:
     notes: list[str] = field(default_factory=list)
     cell_errors: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    digest: str = ""  # what was graded (submission, source, limits): a rerun skips an unchanged one
 
     @property
     def status(self) -> str:

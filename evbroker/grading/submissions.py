@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +35,14 @@ class Submission:
         return self.source.stem if self.source else self.path.stem
 
 
+def duplicates(submissions: list[Submission]) -> set[Path]:
+    """The paths of submissions that share a (student, exercise) with another one."""
+    seen: dict[tuple[str, str], list[Path]] = {}
+    for s in submissions:
+        seen.setdefault((s.student, s.notebook), []).append(s.path)
+    return {p for paths in seen.values() if len(paths) > 1 for p in paths}
+
+
 def find_submissions(folder: Path, sources: list[Path]) -> list[Submission]:
     """Every ``.ipynb`` under ``folder`` (checkpoints skipped), in a stable order."""
     found = []
@@ -43,7 +52,7 @@ def find_submissions(folder: Path, sources: list[Path]) -> list[Submission]:
             continue
         source = match_source(path, sources)
         student = relative.parts[0] if len(relative.parts) > 1 else _student_from_name(path.stem, source)
-        found.append(Submission(student, path, source))
+        found.append(Submission(unicodedata.normalize("NFC", student), path, source))
     return found
 
 
