@@ -256,12 +256,16 @@ def widget_model_ids(nb: NotebookNode) -> list[str]:
 
 
 def _stable_widget_ids(nb: NotebookNode, name: str) -> NotebookNode:
-    """Rename widget model ids (random per kernel) to ids fixed by notebook name and creation order."""
+    """Rename widget model ids (random per kernel) to ids fixed by notebook name and creation order.
+
+    Each new id starts with its creation number in hex, so the stored widget state, written with
+    sorted keys, stays in creation order (the picture check compares image widgets in that order).
+    """
     ids = widget_model_ids(nb)
     if not ids:
         return nb
     text = json.dumps(nb, ensure_ascii=False)
-    renames = {old: _stable_hex(f"{name}/widget/{n}") for n, old in enumerate(ids)}
+    renames = {old: f"{n:04x}{_stable_hex(f'{name}/widget/{n}', 28)}" for n, old in enumerate(ids)}
     pattern = re.compile("|".join(re.escape(old) for old in renames))
     text = pattern.sub(lambda m: renames[m.group(0)], text)
     return nbformat.from_dict(json.loads(text))

@@ -267,3 +267,21 @@ def test_back_to_back_stream_chunks_are_joined_but_not_across_a_figure():
 def test_build_refuses_a_path_that_does_not_exist(tmp_path, capsys):
     assert main(["notebooks", str(tmp_path / "nope.ipynb")]) == 2
     assert "no such notebook" in capsys.readouterr().err
+
+
+def test_stored_widget_state_keeps_creation_order_once_written_with_sorted_keys():
+    """The picture check pairs image widgets by creation order: renamed ids must sort that way."""
+    from evbroker.build import _stable_widget_ids, notebook_text
+
+    created = [f"{n:x}-random-kernel-id" for n in (7, 3, 15, 1, 12, 0, 9, 11, 2, 14, 5, 13)]
+    nb = new_notebook()
+    nb.metadata["widgets"] = {
+        "application/vnd.jupyter.widget-state+json": {
+            "state": {mid: {"model_name": "ImageModel", "state": {"n": n}} for n, mid in enumerate(created)},
+            "version_major": 2,
+            "version_minor": 0,
+        }
+    }
+    written = nbformat.reads(notebook_text(_stable_widget_ids(nb, "99_fixture")), as_version=4)
+    state = written.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
+    assert [model["state"]["n"] for model in state.values()] == list(range(len(created)))
