@@ -540,27 +540,57 @@ def provider_charges(charge: Callable[[eb.Message, eb.Context], Any], seed: int,
     return run
 
 
+def searched_provider_charges(charge: Callable[[eb.Message, eb.Context], Any], faults: eb.Faults) -> Run:
+    """The searched run of ``05-provider-charge``, set up and not run: :data:`SEARCHED_PAYMENTS` to
+    ``payments`` (exactly-once, ``ack_timeout=3``), two workers running ``charge``, ``faults`` on the
+    workers and on checkout's publishes. order-1 is paid in two installments of the same amount and
+    ada orders twice, so an idempotency key too broad (the order, the amount) shows without a fault,
+    and one too narrow (the message id, none) under a single fault."""
+    b = eb.Broker(seed=0, settle_limit=SETTLE_LIMIT)
+    b.queue("payments", guarantee="exactly-once", ack_timeout=3)
+    b.worker("payments", charge, count=2, service_time=1, faults=faults)
+    run = Run(b)
+    for order, installment, customer, amount, at in SEARCHED_PAYMENTS:
+        payload = {"order": order, "installment": installment, "customer": customer, "amount": amount}
+        mid = b.publish("payments", payload, at=at, key=order, by=PRODUCER, faults=faults)
+        run.place(mid, installment_label(order, installment), amount)
+    return run
+
+
+def _judge_provider(run: Run) -> None:
+    _fail_on_handler_error(run, "charge_at_provider")
+    fail_unless_settled(run)
+    _expect_provider_calls(run.broker)
+    try:
+        expect_each_order_charged(
+            run, at_most_once=True, work_of=lambda e: installment_label(e["order"], e["installment"])
+        )
+    except CheckFailed as failure:
+        if any(e.idempotency_key is None for e in run.broker.effects("charge")):
+            raise CheckFailed(
+                failure.reason + "\nYour calls to the provider carry no idempotency key, so it charges "
+                "every call it gets; exactly-once processing cannot take back a call that already happened."
+            ) from None
+        raise
+
+
+PROVIDER_SEARCH = Search(
+    searched_provider_charges,
+    _judge_provider,
+    ("crash_during_process", "crash_before_ack", "lose_ack", "slow", "lose_confirm"),
+    max_faults=2,
+    slow_by=3.0,
+)
+
+
 @register("05-provider-charge", points=2, title="a card charge safe to repeat")
 def check_provider_charge(charge_at_provider: Any) -> None:
     expect_callable(charge_at_provider, "charge_at_provider", params=2)
+    expect_every_schedule("05-provider-charge", "charge_at_provider", PROVIDER_SEARCH, charge_at_provider)
     for t in trials(seeds=SEEDS, fault=PROVIDER_FAULTS):
         fault = t.labels["fault"]
         try:
-            run = provider_charges(charge_at_provider, t.seed, fault)
-            _fail_on_handler_error(run, "charge_at_provider")
-            fail_unless_settled(run)
-            _expect_provider_calls(run.broker)
-            try:
-                expect_each_order_charged(
-                    run, at_most_once=True, work_of=lambda e: installment_label(e["order"], e["installment"])
-                )
-            except CheckFailed as failure:
-                if any(e.idempotency_key is None for e in run.broker.effects("charge")):
-                    raise CheckFailed(
-                        failure.reason + "\nYour calls to the provider carry no idempotency key, so it charges "
-                        "every call it gets; exactly-once processing cannot take back a call that already happened."
-                    ) from None
-                raise
+            _judge_provider(provider_charges(charge_at_provider, t.seed, fault))
         except CheckFailed as failure:
             raise failure.with_replay(replay_line("05-provider-charge", "charge_at_provider", t.seed, fault)) from None
 
@@ -594,6 +624,7 @@ _SEARCHES = {
     "05-payment-handler": PAYMENT_SEARCH,
     "05-fix-shipping": SHIPPING_SEARCH,
     "05-idempotent-refund": REFUND_SEARCH,
+    "05-provider-charge": PROVIDER_SEARCH,
 }
 
 
