@@ -12,6 +12,12 @@ Four questions, 10 points:
 
 Each scenario is a function here, so a notebook cell can run the very simulation a check
 compares with; :func:`replay` rebuilds the run a failure names, to read its trace.
+
+These checks sample seeds and do not search fault schedules (as the checks of exercises 04 and
+05 do): the answers here are wiring (which queue is bound to which topic, how many workers
+share a queue), which every fault-free run shows in full, and the exercise's handlers are not
+idempotent on purpose (that is exercise 05), so under a crash or a lost ack a right answer
+would invoice or award points twice and the search would reject it.
 """
 
 from __future__ import annotations

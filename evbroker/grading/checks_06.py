@@ -16,6 +16,14 @@ Four questions, 10 points; the last two are asked in exercise 08 and keep their 
 Each scenario is a function here, so a notebook cell can run the very simulation a check
 compares with; :func:`replay` rebuilds the run a failure names, and :func:`rush` the queue of
 ``06-fewest-workers``.
+
+These checks do not search fault schedules (as the checks of exercises 04 and 05 do).
+``06-fix-poison``'s fault schedules are already the worst placements of up to two faults: the
+first two deliveries of three good orders fail, for each kind of fault, and a queue's answer to
+a failed delivery depends only on how many deliveries of that copy failed before (the delivery
+limit), so no other placement can set aside a good order these spare. ``06-retry-backoff``'s
+trouble is a gateway down for a stretch of time, not a fault placed on a delivery, so there is
+no schedule of faults to search; its outages are the longest and the double one the task allows.
 """
 
 from __future__ import annotations
