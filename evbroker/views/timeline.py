@@ -12,7 +12,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from evbroker.core.trace import Trace
+from evbroker.core.trace import Trace, TraceEvent
 from evbroker.errors import EvbrokerError, one_of
 from evbroker.views import style
 from evbroker.views.lanes import Lane, lanes
@@ -99,7 +99,7 @@ _HOP_EVENTS = ("publish", "route", "deliver", "dead-letter", "ack", "late-ack", 
 _PASS_THROUGH = ("topic", "queue")
 
 
-def _hop_levels(trace: Trace, roles: dict[str, str]) -> tuple[list[int], dict[tuple, int], dict[tuple, int]]:
+def _hop_levels(trace: list[TraceEvent], roles: dict[str, str]) -> tuple[list[int], dict[tuple, int], dict[tuple, int]]:
     """How the zero-time hops of each message at each instant chain into one path.
 
     Returns, per event, how many hops of its message follow it at the same instant (0 for a hop
@@ -170,13 +170,14 @@ def layout(trace: Trace, window: tuple[float, float] | None = None, colour_by: s
     else:
         colours = {m: style.message_colour(i) for m, i in out.messages.items()}
     roles = actor_roles(trace)
-    lead, after, burst = _hop_levels(trace, roles)
+    events = list(trace)
+    lead, after, burst = _hop_levels(events, roles)
     # open processing spans by (worker, message): a worker holds one copy at a time
     spans: dict[tuple[str, str | None], tuple[float, int, str, int | None]] = {}
     downs: dict[str, float] = {}
     barred: set[tuple[str, str | None, int | None]] = set()
     queued: dict[tuple[str | None, str | None], float] = {}
-    delivered: dict[tuple[str | None, str | None], tuple[float, int]] = {}
+    delivered: dict[tuple[str | None, str | None], tuple[int, int]] = {}  # (event, arrow) of a delivery
     named: dict[tuple[str, str | None, float, str], int] = {}  # one marker per handler and kind
     handed: dict[tuple[str | None, str | None], float] = {}  # (message, worker): when it arrived
     # markers on a lane: [kind, x, lane, text], stacked per (lane, time) once all are known
@@ -190,7 +191,7 @@ def layout(trace: Trace, window: tuple[float, float] | None = None, colour_by: s
 
     def hop(i: int, style_name: str, a: str, b: str | None, colour: str, reach: float = 1.0) -> tuple[float, float]:
         """The arrow of hop event ``i`` from ``a`` to ``b``: (tail x, head x), head at its time."""
-        e = trace[i]
+        e = events[i]
         s = slant(e.msg, e.time)
         x1 = e.time - lead[i] * s
         if roles.get(a) in _PASS_THROUGH:
@@ -221,7 +222,7 @@ def layout(trace: Trace, window: tuple[float, float] | None = None, colour_by: s
         out.points[kind].append((x1, stop))
         notes.append((x1, stop, text, kind))
 
-    for i, e in enumerate(trace):
+    for i, e in enumerate(events):
         kind, m = e.kind, e.msg
         colour = colours.get(m, style.INK) if m else style.INK
         q = e.queue
@@ -240,14 +241,13 @@ def layout(trace: Trace, window: tuple[float, float] | None = None, colour_by: s
             since = queued.pop((m, q), None)
             if since is not None and x0 - since > 2 * d and e.actor in y:
                 out.waits.append((since, x0, y[e.actor], colour))
-            delivered[(m, q)] = (x0, index if len(out.arrows["hop"]) > index else -1)
+            delivered[(m, q)] = (i, index if len(out.arrows["hop"]) > index else -1)
             handed[(m, e.to)] = x1
         elif kind == "delivery-lost":
             # the core records the delivery first: take its arrow back and draw it falling short
-            _, index = delivered.get((m, q), (e.time, -1))
+            deliver, index = delivered.get((m, q), (i, -1))
             if index >= 0:
                 out.arrows["hop"][index] = None
-            deliver = next((j for j in range(i - 1, -1, -1) if trace[j].kind == "deliver" and trace[j].msg == m), i)
             lost_hop(deliver, "hop", e.actor, e.to, colour, kind, _label(m, e.attempt))
         elif kind == "process":
             since = handed.pop((m, e.actor), None)
@@ -350,15 +350,19 @@ def timeline(
     message's colour: publish, route and deliver go down the lanes, acks come back up. A bar
     on a worker's lane is the time it spent processing a copy (hatched when the work was cut
     short: a crash, a handler error, a rolled-back duplicate); hatched grey is a worker that
-    is down. An outside call (``ctx.call``) is a blue plus inside the bar where the handler made
-    it (a hollow pentagon when the outside system recognised its key and did nothing), apart from
-    the star of a database write (``ctx.effect``) committed at the bar's end.
+    is down. An outside call (``ctx.call``) is a blue plus at the start of the bar, when the
+    handler made it (a hollow pentagon when the outside system recognised its key and did
+    nothing); a database write (``ctx.effect``) is a star at the bar's end, when it committed.
     Crashes, lost deliveries and acks, timeouts, redeliveries, dedupe skips, effects,
     dead letters, late acks, handler errors, lost copies and unroutable publishes each have
     their own marker shape, listed in the legend.
 
-    Hops take no virtual time in the simulator (a delivery and the start of processing happen
-    at the same instant); they are drawn leaning slightly forward so they can be told apart.
+    Every bar, marker and arrow tip sits at its event's time in the trace, exactly. Hops take
+    no virtual time in the simulator (a delivery and the start of processing happen at the same
+    instant), so an arrow leans slightly forward to be told apart and *ends* at its hop's time;
+    the hops one message takes through a topic and a queue at one instant chain back from
+    there. Markers at one instant on one lane (an effect and the crash right after it) stack
+    up and down the lane instead of side by side, so their x stays their time.
 
     - ``labels``: ``"auto"`` writes message ids and attempts when at most
       ``FULL_LABELS_UP_TO`` messages are shown and leaves them out for bigger runs; ``True``
