@@ -218,3 +218,192 @@ def test_an_empty_trace_draws_empty_lanes():
     ax = eb.plot.timeline(b)
     assert lane_names(ax) == ["q"]
     assert ax.get_legend() is None
+
+
+def drawn_runs():
+    """Runs whose timelines between them hold every kind of mark, each drawn at a true time."""
+    runs = {
+        "double charge": sc.payments("at-least-once", "crash before ack"),
+        "lost ack": sc.payments("at-least-once", "lost ack"),
+        "lost delivery": sc.payments("at-least-once", "lost delivery"),
+        "slow consumer, two workers": sc.payments("at-least-once", "slow consumer", workers=2),
+        "producer retry": sc.payments("exactly-once", "producer retry"),
+        "saga": eb.workflows.run_orders(style="orchestration", failure="payment declined", orders=2),
+        "fan-out topic": sc.queue_demo("stacked", workers=2, messages=3),
+    }
+    b = eb.Broker(seed=0)
+    b.queue("cards", crash_detection="disconnect")
+    crash = eb.Faults(crash_before_ack=lambda m: m.attempt == 1)
+    b.worker(
+        "cards",
+        lambda m, c: (c.call("charge", idempotency_key=m.key), c.call("notify"), c.effect("receipt")),
+        faults=crash,
+    )
+    b.publish("cards", {"order": 1}, key="order-1")
+    b.publish("cards", {"order": 2}, key="order-2", at=0.5)
+    b.run()
+    runs["outside calls"] = b
+    b = eb.Broker(seed=0)
+    b.queue("jobs")
+    for _ in range(2):
+        b.worker("jobs", lambda m, c: c.effect("done"), prefetch=None)
+    for i in range(6):
+        b.publish("jobs", {"n": i})
+    b.run()
+    runs["prefetch None backlog"] = b
+    b = eb.Broker(seed=0)
+    b.topic("nobody.listens")
+    b.queue("dlq")
+    b.queue("orders", max_deliveries=2, dead_letter="dlq")
+    b.worker("orders", poison)
+    b.worker("dlq", lambda m, c: c.effect("parked"))
+    b.publish("orders", {"order": 1})
+    b.publish("nobody.listens", {"x": 1})
+    b.run()
+    runs["dead letter"] = b
+    return runs
+
+
+def expected_marks(trace):
+    """Per marker kind, the (time, lane) of every marker the trace calls for.
+
+    One handler's effects (or outside calls) at one instant share one marker; a lost delivery
+    or ack stops between two lanes, so only its time is known.
+    """
+    from collections import Counter
+
+    marks = {kind: Counter() for kind in eb.plot.MARKERS}
+    seen = set()
+    for e in trace:
+        if e.kind not in eb.plot.MARKERS:
+            continue
+        if e.kind in ("effect", "call", "call-deduped"):
+            if (e.kind, e.actor, e.msg, e.time) in seen:
+                continue
+            seen.add((e.kind, e.actor, e.msg, e.time))
+        lane = None if e.kind in ("delivery-lost", "ack-lost") else e.to if e.kind == "late-ack" else e.actor
+        marks[e.kind][(e.time, lane)] += 1
+    return {kind: c for kind, c in marks.items() if c}
+
+
+def drawn_marks(ax, trace):
+    """Per marker kind, the (x, y) of every marker drawn: one scatter per kind, in MARKERS order."""
+    from matplotlib.collections import PathCollection
+
+    kinds = [k for k in eb.plot.MARKERS if k in set(trace.kinds())]
+    scatters = [c for c in ax.collections if isinstance(c, PathCollection)]
+    assert len(scatters) == len(kinds)
+    return {kind: [tuple(xy) for xy in s.get_offsets()] for kind, s in zip(kinds, scatters, strict=True)}
+
+
+def processing_spans(trace):
+    """(start, end, worker) of every processing in the trace: process to its complete or cut."""
+    opened, spans = {}, []
+    for e in trace:
+        if e.kind == "process":
+            opened[(e.actor, e.msg)] = e.time
+        elif e.kind in ("complete", "handler-error", "dedup", "crash") and (e.actor, e.msg) in opened:
+            spans.append((opened.pop((e.actor, e.msg)), e.time, e.actor))
+    return sorted(spans)
+
+
+@pytest.mark.parametrize("name", list(drawn_runs()))
+def test_every_mark_sits_at_its_event_s_time_in_the_trace(name):
+    """Markers, bars, down time and arrow heads are at trace times; only arrows lean."""
+    from matplotlib.collections import PolyCollection
+    from matplotlib.quiver import Quiver
+
+    run = drawn_runs()[name]
+    trace = run.trace
+    ax = eb.plot.timeline(run, labels=True)
+    lane = {n: i for i, n in enumerate(lane_names(ax))}
+    exact = pytest.approx
+
+    # markers: each kind's x positions are exactly its events' times, on (or stacked across) the lane
+    drawn = drawn_marks(ax, trace)
+    expected = expected_marks(trace)
+    assert set(drawn) == set(expected)
+    for kind, points in drawn.items():
+        want = sorted(t for (t, _), n in expected[kind].items() for _ in range(n))
+        assert sorted(x for x, _ in points) == exact(want, abs=1e-9), (kind, points, want)
+        for (t, actor), n in expected[kind].items():
+            at = [yy for x, yy in points if abs(x - t) < 1e-9]
+            if actor is not None:
+                assert sum(abs(yy - lane[actor]) <= tl.STACK_REACH + 1e-9 for yy in at) >= n, (kind, t, actor)
+
+    # processing bars start at the process event and end at its complete (or cut), on the worker's lane
+    bars, downs = [], []
+    for c in ax.collections:
+        if isinstance(c, PolyCollection) and not isinstance(c, Quiver):
+            for path in c.get_paths():
+                xs, ys = path.vertices[:, 0], path.vertices[:, 1]
+                box = (float(xs.min()), float(xs.max()), round(float(ys.mean())))
+                (downs if c.get_hatch() == "xxx" else bars).append(box)
+    want_bars = [(t0, t1, lane[w]) for t0, t1, w in processing_spans(trace)]
+    assert len(bars) == len(want_bars)
+    flat = [v for box in sorted(bars) for v in box]
+    assert flat == exact([v for box in sorted(want_bars) for v in box], abs=1e-9)
+    # down time runs from a crash to the worker's restart (or the end of the run)
+    end = max(e.time for e in trace)
+    for x0, x1, yy in downs:
+        worker = lane_names(ax)[yy]
+        crashes = [e.time for e in trace if e.kind == "crash" and e.actor == worker]
+        restarts = [e.time for e in trace if e.kind == "restart" and e.actor == worker] + [end]
+        assert any(abs(x0 - t) < 1e-9 for t in crashes), (worker, x0, crashes)
+        assert any(abs(x1 - t) < 1e-9 for t in restarts), (worker, x1, restarts)
+
+    # arrows: every delivery ends at its time on the worker's lane, every ack at its time on the queue's;
+    # every arrow leans forward by at least a slant, none collapses into a vertical line
+    heads = []
+    slant = tl.SLANT * (max(e.time for e in trace) - min(0.0, min(e.time for e in trace)))
+    for q in (c for c in ax.collections if isinstance(c, Quiver)):
+        for x, yy, u, v in zip(q.X, q.Y, q.U, q.V, strict=True):
+            assert u >= slant * 0.999, (x, yy, u)
+            heads.append((x + u, yy + v))
+    lost = {(e.msg, e.time) for e in trace if e.kind == "delivery-lost"}
+    for e in trace:
+        if e.kind == "deliver" and (e.msg, e.time) not in lost:
+            target = (e.time, lane[e.to])
+        elif e.kind == "ack":
+            target = (e.time, lane[e.to])
+        else:
+            continue
+        assert any(abs(hx - target[0]) < 1e-9 and abs(hy - target[1]) < 1e-9 for hx, hy in heads), (e.kind, e)
+
+
+def test_markers_of_one_instant_on_one_lane_stack_across_it_at_the_same_time():
+    b = sc.payments("at-least-once", "crash before ack")
+    lay = tl.layout(b.trace)
+    (tx, ty), (rx, ry) = lay.points["timeout"][0], lay.points["redeliver"][0]
+    assert tx == rx == 3.5
+    assert ty != ry and abs(ty - ry) >= 0.3
+    assert all(abs(v - lay.lane_names.index("payments")) <= tl.STACK_REACH for v in (ty, ry))
+
+
+def test_a_handler_s_calls_at_one_instant_share_one_marker_with_both_names():
+    b = drawn_runs()["outside calls"]
+    lay = tl.layout(b.trace)
+    names = [text for _, _, text, kind in lay.labels if kind == "call"]
+    assert "charge, notify" in names
+    assert len(lay.points["call"]) == len(names)
+
+
+def test_work_that_took_no_time_is_a_bar_of_no_width_still_drawn():
+    """A trace built by hand may start and finish a processing at one instant: a tick, not nothing."""
+    E = eb.TraceEvent
+    trace = eb.Trace(
+        [
+            E(0.0, "publish", "shop", "m1", to="q"),
+            E(0.0, "deliver", "q", "m1", 1, to="q-1", queue="q"),
+            E(0.0, "process", "q-1", "m1", 1, queue="q"),
+            E(0.0, "complete", "q-1", "m1", 1, queue="q"),
+            E(0.0, "ack", "q-1", "m1", 1, to="q", queue="q"),
+        ]
+    )
+    lay = tl.layout(trace)
+    ((x0, x1, *_),) = lay.bars["done"]
+    assert x0 == x1 == 0
+    ax = eb.plot.timeline(trace)
+    (bar,) = [c for c in ax.collections if type(c).__name__ == "PolyCollection"]
+    assert bar.get_linewidths()[0] > 1  # its outline, in its colour, is the tick
+    assert ax.get_xlim()[0] < x0 < ax.get_xlim()[1]

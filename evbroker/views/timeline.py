@@ -12,7 +12,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from evbroker.core.trace import Trace
+from evbroker.core.trace import Trace, TraceEvent
 from evbroker.errors import EvbrokerError, one_of
 from evbroker.views import style
 from evbroker.views.lanes import Lane, lanes
@@ -27,10 +27,13 @@ COLOUR_BY = ("auto", "message", "chain")
 CHAIN_LEGEND_UP_TO = 6
 #: How far a zero-time hop leans, as a fraction of the time shown.
 SLANT = 0.014
-#: How far apart (in slants) two markers of one message at one instant are drawn.
-MARKER_GAP = 1.7
-#: Hops that start at the same instant from the same actor fan out by this many slants at most.
+#: The k-th message whose hops leave one lane at one instant leans k half-slants further, up to
+#: this many: its arrows still end at their events' times, their tails part.
 STAGGER_CAP = 4
+#: Markers of one lane at one instant (an effect and a crash) stack across the lane, this far
+#: apart (in lanes) and at most STACK_REACH from its middle; their x stays their event's time.
+STACK_GAP = 0.42
+STACK_REACH = 0.3
 BAR_HEIGHT = 0.42
 #: A copy waiting in a worker's own buffer (prefetch > 1) is drawn this far above its lane.
 BUFFER_LIFT = 0.34
@@ -90,13 +93,56 @@ def _label(msg: str | None, attempt: int | None) -> str:
     return msg if not attempt or attempt == 1 else f"{msg} \u00b7 try {attempt}"
 
 
+#: The kinds of event drawn as an arrow from ``actor`` to ``to``.
+_HOP_EVENTS = ("publish", "route", "deliver", "dead-letter", "ack", "late-ack", "ack-lost")
+#: Lanes a message passes through without taking time: hops leaving them continue a hop's path.
+_PASS_THROUGH = ("topic", "queue")
+
+
+def _hop_levels(trace: list[TraceEvent], roles: dict[str, str]) -> tuple[list[int], dict[tuple, int], dict[tuple, int]]:
+    """How the zero-time hops of each message at each instant chain into one path.
+
+    Returns, per event, how many hops of its message follow it at the same instant (0 for a hop
+    that ends the path, so its head sits at the event's time); per (message, time, lane) how
+    many hops leave that lane at that instant (its tail sits that many slants back); and per
+    (message, time) the message's place in a burst (hops leaving one lane at one instant).
+    """
+    lead = [0] * len(trace)
+    after: dict[tuple, int] = {}
+    for i in range(len(trace) - 1, -1, -1):
+        e = trace[i]
+        if e.kind not in _HOP_EVENTS or e.to is None or e.msg is None:
+            continue
+        if roles.get(e.to) in _PASS_THROUGH:
+            lead[i] = after.get((e.msg, e.time, e.to), 0)
+        if roles.get(e.actor) in _PASS_THROUGH:
+            key = (e.msg, e.time, e.actor)
+            after[key] = max(after.get(key, 0), lead[i] + 1)
+    groups: dict[tuple[str, float], dict[str, int]] = {}
+    burst: dict[tuple, int] = {}
+    for e in trace:
+        if e.kind in _HOP_EVENTS and e.to is not None and e.msg is not None:
+            group = groups.setdefault((e.actor, e.time), {})
+            k = group.setdefault(e.msg, len(group))
+            burst[(e.msg, e.time)] = max(burst.get((e.msg, e.time), 0), min(k, STAGGER_CAP))
+    return lead, after, burst
+
+
 def layout(trace: Trace, window: tuple[float, float] | None = None, colour_by: str = "auto") -> Layout:
     """Work out every arrow, bar and marker of the timeline of ``trace``.
 
-    Hops (publish, route, deliver, ack) take no virtual time in the model. So that a reader can
-    follow them, a hop is drawn leaning forward by a small ``slant`` of time, and the next hop of
-    the same message starts where the previous one ended; hops that begin at the same instant
-    from the same actor (a burst of publishes) fan out by half a slant each, a few at most.
+    Every mark sits at its event's time in the trace, exactly: a bar spans process to
+    complete (or crash, handler error, dedupe), a marker (effect, outside call, crash, timeout,
+    redelivery, dead letter, ...) is at its event's time, and every hop arrow's head is at the
+    time of the event it leads to. Hops (publish, route, deliver, ack) take no virtual time in
+    the model; only the arrows carry the offset that makes them readable: an arrow leans
+    forward by a small ``slant`` of time, *ending* at its event's time, and the zero-time hops
+    one message takes through topics and queues at one instant chain backwards from there (a
+    publish that is delivered at once arrives at the queue one slant before the delivery
+    arrives at the worker, at the time of both). Messages whose hops leave one lane at the
+    same instant (a burst of publishes) lean a little further each, so their arrows part.
+    Markers of one lane at one instant (an effect and a crash at the end of a bar) stack
+    up and down the lane, keeping their time.
 
     ``colour_by``: ``"message"`` gives every message its own colour; ``"chain"`` gives a
     message the colour of the producer's message that caused it (an order and every command,
@@ -123,159 +169,160 @@ def layout(trace: Trace, window: tuple[float, float] | None = None, colour_by: s
         colours = {m: out.chains[roots[m]] for m in out.messages}
     else:
         colours = {m: style.message_colour(i) for m, i in out.messages.items()}
-    cursor: dict[tuple[str, str | None], float] = {}
-    stagger: dict[tuple[str, float], dict[str, int]] = {}
+    roles = actor_roles(trace)
+    events = list(trace)
+    lead, after, burst = _hop_levels(events, roles)
     # open processing spans by (worker, message): a worker holds one copy at a time
     spans: dict[tuple[str, str | None], tuple[float, int, str, int | None]] = {}
     downs: dict[str, float] = {}
     barred: set[tuple[str, str | None, int | None]] = set()
     queued: dict[tuple[str | None, str | None], float] = {}
-    delivered: dict[tuple[str | None, str | None], tuple[float, int]] = {}
-    effects_at: dict[tuple[str, str | None], tuple[float, int]] = {}
+    delivered: dict[tuple[str | None, str | None], tuple[int, int]] = {}  # (event, arrow) of a delivery
+    named: dict[tuple[str, str | None, float, str], int] = {}  # one marker per handler and kind
     handed: dict[tuple[str | None, str | None], float] = {}  # (message, worker): when it arrived
-    roles = actor_roles(trace)
+    # markers on a lane: [kind, x, lane, text], stacked per (lane, time) once all are known
+    marks: list[list[Any]] = []
+    # labels in drawing order: a finished label, or the index of the mark it names
+    notes: list[tuple[float, float, str, str] | int] = []
 
-    def start(actor: str, msg: str | None, key: tuple[str, str | None], t: float) -> float:
-        """Where a hop or marker of ``msg`` at time ``t`` begins."""
-        at = cursor.get(key, -math.inf)
-        if at >= t:
-            return at
-        group = stagger.setdefault((actor, t), {})
-        k = group.setdefault(msg or "", len(group))
-        return t + min(k, STAGGER_CAP) * d / 2
+    def slant(m: str | None, t: float) -> float:
+        """The lean of ``m``'s arrows at ``t``: a little more for each later message of a burst."""
+        return d * (1 + burst.get((m, t), 0) / 2)
 
-    def point(kind: str, x: float, lane: str | None, key: tuple[str, str | None] | None, text: str = "") -> None:
+    def hop(i: int, style_name: str, a: str, b: str | None, colour: str, reach: float = 1.0) -> tuple[float, float]:
+        """The arrow of hop event ``i`` from ``a`` to ``b``: (tail x, head x), head at its time."""
+        e = events[i]
+        s = slant(e.msg, e.time)
+        x1 = e.time - lead[i] * s
+        if roles.get(a) in _PASS_THROUGH:
+            x0 = e.time - after.get((e.msg, e.time, a), 1) * s
+        else:
+            x0 = x1 - s
+        if a in y and b in y:
+            ya, yb = y[a], y[b]
+            out.arrows[style_name].append((x0, ya, x1 - x0, (yb - ya) * reach, colour))
+        return x0, x1
+
+    def point(kind: str, x: float, lane: str | None, text: str = "") -> int | None:
         if lane not in y:
-            return
-        out.points[kind].append((x, y[lane]))
+            return None
+        marks.append([kind, x, lane, text])
         if text:
-            out.labels.append((x, y[lane], text, kind))
-        if key is not None:
-            cursor[key] = max(cursor.get(key, -math.inf), x + MARKER_GAP * d)
+            notes.append(len(marks) - 1)
+        return len(marks) - 1
 
-    def arrow(style_name: str, x: float, a: str, b: str | None, colour: str, part: float = 1.0) -> float:
-        if a not in y or b not in y:
-            return x
-        ya, yb = y[a], y[b]
-        out.arrows[style_name].append((x, ya, d * part, (yb - ya) * part, colour))
-        return x + d * part
-
-    def lost_hop(style_name: str, x0: float, a: str, b: str | None, colour: str, kind: str, text: str) -> float:
-        """A hop that never arrives: it stops half a lane short of its target, at a marker."""
+    def lost_hop(i: int, style_name: str, a: str, b: str | None, colour: str, kind: str, text: str) -> None:
+        """A hop that never arrives: it stops half a lane short of its target, at a marker at its time."""
         if a not in y or b not in y or y[a] == y[b]:
-            return x0
+            return
         ya, yb = y[a], y[b]
-        part = 1 - 0.5 / abs(yb - ya)
-        x1 = arrow(style_name, x0, a, b, colour, part=part)
-        stop = ya + (yb - ya) * part
+        reach = 1 - 0.5 / abs(yb - ya)
+        _, x1 = hop(i, style_name, a, b, colour, reach)
+        stop = ya + (yb - ya) * reach
         out.points[kind].append((x1, stop))
-        out.labels.append((x1, stop, text, kind))
-        return x1
+        notes.append((x1, stop, text, kind))
 
-    for e in trace:
+    for i, e in enumerate(events):
         kind, m = e.kind, e.msg
         colour = colours.get(m, style.INK) if m else style.INK
         q = e.queue
         if kind == "publish":
-            x0 = start(e.actor, m, (m, None), e.time)
-            x1 = arrow("hop", x0, e.actor, e.to, colour)
-            cursor[(m, None)] = x1
-            if e.to in y and trace.actors.get(e.to, "queue") == "queue":
-                cursor[(m, e.to)] = x1
+            x0, x1 = hop(i, "hop", e.actor, e.to, colour)
+            if e.to in y and roles.get(e.to, "queue") == "queue":
                 queued[(m, e.to)] = x1
             if roles.get(e.actor) == "producer":  # a worker's publish is named by the bar it feeds
                 text = m + (f" ({e.detail})" if e.detail else "")
-                out.labels.append((x0, y.get(e.actor, 0), text, "publish"))
+                notes.append((x0, y.get(e.actor, 0), text, "publish"))
         elif kind == "route":
-            x0 = max(e.time, cursor.get((m, None), e.time))
-            cursor[(m, e.to)] = queued[(m, e.to)] = arrow("hop", x0, e.actor, e.to, colour)
+            _, queued[(m, e.to)] = hop(i, "hop", e.actor, e.to, colour)
         elif kind == "deliver":
-            x0 = start(e.actor, m, (m, q), e.time)
+            index = len(out.arrows["hop"])
+            x0, x1 = hop(i, "hop", e.actor, e.to, colour)
             since = queued.pop((m, q), None)
             if since is not None and x0 - since > 2 * d and e.actor in y:
                 out.waits.append((since, x0, y[e.actor], colour))
-            delivered[(m, q)] = (x0, len(out.arrows["hop"]))
-            cursor[(m, q)] = arrow("hop", x0, e.actor, e.to, colour)
-            handed[(m, e.to)] = cursor[(m, q)]
+            delivered[(m, q)] = (i, index if len(out.arrows["hop"]) > index else -1)
+            handed[(m, e.to)] = x1
         elif kind == "delivery-lost":
             # the core records the delivery first: take its arrow back and draw it falling short
-            x0, index = delivered.get((m, q), (e.time, None))
-            if index is not None:
+            deliver, index = delivered.get((m, q), (i, -1))
+            if index >= 0:
                 out.arrows["hop"][index] = None
-            x1 = lost_hop("hop", x0, e.actor, e.to, colour, kind, _label(m, e.attempt))
-            cursor[(m, q)] = x1 + MARKER_GAP * d
+            lost_hop(deliver, "hop", e.actor, e.to, colour, kind, _label(m, e.attempt))
         elif kind == "process":
-            x0 = max(e.time, cursor.get((m, q), e.time))
             since = handed.pop((m, e.actor), None)
-            if since is not None and x0 - since > 2 * d and e.actor in y:  # pushed early: it waited in the buffer
-                out.waits.append((since, x0, y[e.actor] - BUFFER_LIFT, colour))
-            spans[(e.actor, m)] = (x0, y.get(e.actor, 0), colour, e.attempt)
+            if since is not None and e.time - since > 2 * d and e.actor in y:  # pushed early: it waited in the buffer
+                out.waits.append((since, e.time, y[e.actor] - BUFFER_LIFT, colour))
+            spans[(e.actor, m)] = (e.time, y.get(e.actor, 0), colour, e.attempt)
         elif kind in ("complete", "handler-error", "dedup", "crash"):
             opened = spans.pop((e.actor, m), None) if m else None
             if opened is not None:
                 x0, lane_y, c, attempt = opened
-                x1 = max(e.time, x0 + d / 3)
-                out.bars["done" if kind == "complete" else "cut"].append((x0, x1, lane_y, c, _label(m, attempt)))
+                out.bars["done" if kind == "complete" else "cut"].append((x0, e.time, lane_y, c, _label(m, attempt)))
                 barred.add((e.actor, m, e.time))
             had_bar = (e.actor, m, e.time) in barred
+            if kind != "complete":
+                point(kind, e.time, e.actor, "" if had_bar else _label(m, e.attempt))
             if kind == "crash":
-                x = max(e.time, cursor.get((m, q), e.time)) if m else e.time
-                point(kind, x, e.actor, (m, q) if m else None, "" if had_bar else _label(m, e.attempt))
-                downs.setdefault(e.actor, x)
-            elif kind != "complete":
-                x = max(e.time, cursor.get((m, q), e.time))
-                point(kind, x, e.actor, (m, q), "" if had_bar else _label(m, e.attempt))
+                downs.setdefault(e.actor, e.time)
         elif kind == "restart":
             began = downs.pop(e.actor, None)
             if began is not None and e.actor in y:
                 out.down.append((began, e.time, y[e.actor]))
-        elif kind == "effect":
-            x = max(e.time, cursor.get((m, q), e.time))
-            name = str((e.data or {}).get("name", "effect"))
-            previous = effects_at.get((e.actor, m))
-            if previous is not None and previous[0] == e.time:  # one handler, several effects: one star
-                index = previous[1]
-                px, py, text, k = out.labels[index]
-                if name not in text.split(", "):
-                    out.labels[index] = (px, py, f"{text}, {name}", k)
-            else:
-                point(kind, x, e.actor, (m, q), name)
-                effects_at[(e.actor, m)] = (e.time, len(out.labels) - 1)
+        elif kind in ("effect", "call", "call-deduped"):
+            # one handler's effects (or calls) at one instant share one marker, their names joined
+            name = str((e.data or {}).get("name", "effect" if kind == "effect" else "call"))
+            key = (e.actor, m, e.time, kind)
+            index = named.get(key)
+            if index is None:
+                found = point(kind, e.time, e.actor, name)
+                if found is not None:
+                    named[key] = found
+            elif name not in marks[index][3].split(", "):
+                marks[index][3] += f", {name}"
         elif kind in ("ack", "late-ack", "ack-lost"):
-            x0 = max(e.time, cursor.get((m, q), e.time))
             if kind == "ack":
-                cursor[(m, q)] = arrow("ack", x0, e.actor, e.to, colour)
+                hop(i, "ack", e.actor, e.to, colour)
             elif kind == "late-ack":
-                x1 = arrow("late", x0, e.actor, e.to, style.FAINT)
-                point(kind, x1, e.to, (m, q), "late ack ignored")
+                _, x1 = hop(i, "late", e.actor, e.to, style.FAINT)
+                point(kind, x1, e.to, "late ack ignored")
             else:
-                x1 = lost_hop("ack", x0, e.actor, e.to, colour, kind, "ack lost")
-                cursor[(m, q)] = x1 + MARKER_GAP * d
-        elif kind in ("call", "call-deduped"):  # made while the handler runs: just inside its bar
-            opened = spans.get((e.actor, m))
-            x = opened[0] + d / 3 if opened is not None else max(e.time, cursor.get((m, q), e.time))
-            point(kind, x, e.actor, None, str((e.data or {}).get("name", "call")))
+                lost_hop(i, "ack", e.actor, e.to, colour, kind, "ack lost")
         elif kind in ("timeout", "redeliver", "lost", "unroutable", "requeue"):
-            key = (m, None) if kind == "unroutable" else (m, q)
-            x = max(e.time, cursor.get(key, e.time))
             text = _label(m, e.attempt) if kind in _LABELLED_POINTS else ""
-            point(kind, x, e.actor, key, text)
-            if kind == "redeliver":
-                queued[(m, q)] = x
+            point(kind, e.time, e.actor, text)
+            if kind in ("redeliver", "requeue"):
+                queued[(m, q)] = e.time
             elif kind == "lost":
                 queued.pop((m, q), None)
         elif kind == "dead-letter":
-            x = max(e.time, cursor.get((m, q), e.time))
-            point(kind, x, e.actor, (m, q), _label(m, e.attempt))
+            point(kind, e.time, e.actor, _label(m, e.attempt))
             queued.pop((m, q), None)
             if e.to:
-                cursor[(m, e.to)] = queued[(m, e.to)] = arrow("hop", x, e.actor, e.to, colour)
+                _, queued[(m, e.to)] = hop(i, "hop", e.actor, e.to, colour)
         elif kind == "confirm-lost":
-            x = cursor.get((m, None), e.time)
-            point(kind, x, e.actor, None, f"{m}: no confirm" if m else "")
+            point(kind, e.time, e.actor, f"{m}: no confirm" if m else "")
+    # markers of one lane at one instant stack up and down the lane: their x stays their time
+    stacks: dict[tuple[str, float], list[int]] = defaultdict(list)
+    for index, (_kind, x, lane, _text) in enumerate(marks):
+        stacks[(lane, x)].append(index)
+    place: dict[int, float] = {}
+    for (lane, _x), members in stacks.items():
+        n = len(members)
+        gap = min(STACK_GAP, 2 * STACK_REACH / (n - 1)) if n > 1 else 0.0
+        for k, index in enumerate(members):
+            place[index] = y[lane] + (k - (n - 1) / 2) * gap
+    for index, (kind, x, _lane, _text) in enumerate(marks):
+        out.points[kind].append((x, place[index]))
+    for note in notes:
+        if isinstance(note, int):
+            kind, x, _lane, text = marks[note]
+            out.labels.append((x, place[note], text, kind))
+        else:
+            out.labels.append(note)
     end = max(t1, max(times, default=t1))
     for (_actor, m), (x0, lane_y, c, attempt) in spans.items():  # still processing when the run stopped
-        out.bars["cut"].append((x0, max(end, x0 + d / 3), lane_y, c, _label(m, attempt)))
+        out.bars["cut"].append((x0, max(end, x0), lane_y, c, _label(m, attempt)))
     for (m, q), since in queued.items():  # still waiting when the run stopped
         if q in y and end - since > 2 * d:
             out.waits.append((since, end, y[q], colours.get(m, style.INK)))
@@ -303,15 +350,19 @@ def timeline(
     message's colour: publish, route and deliver go down the lanes, acks come back up. A bar
     on a worker's lane is the time it spent processing a copy (hatched when the work was cut
     short: a crash, a handler error, a rolled-back duplicate); hatched grey is a worker that
-    is down. An outside call (``ctx.call``) is a blue plus inside the bar where the handler made
-    it (a hollow pentagon when the outside system recognised its key and did nothing), apart from
-    the star of a database write (``ctx.effect``) committed at the bar's end.
+    is down. An outside call (``ctx.call``) is a blue plus at the start of the bar, when the
+    handler made it (a hollow pentagon when the outside system recognised its key and did
+    nothing); a database write (``ctx.effect``) is a star at the bar's end, when it committed.
     Crashes, lost deliveries and acks, timeouts, redeliveries, dedupe skips, effects,
     dead letters, late acks, handler errors, lost copies and unroutable publishes each have
     their own marker shape, listed in the legend.
 
-    Hops take no virtual time in the simulator (a delivery and the start of processing happen
-    at the same instant); they are drawn leaning slightly forward so they can be told apart.
+    Every bar, marker and arrow tip sits at its event's time in the trace, exactly. Hops take
+    no virtual time in the simulator (a delivery and the start of processing happen at the same
+    instant), so an arrow leans slightly forward to be told apart and *ends* at its hop's time;
+    the hops one message takes through a topic and a queue at one instant chain back from
+    there. Markers at one instant on one lane (an effect and the crash right after it) stack
+    up and down the lane instead of side by side, so their x stays their time.
 
     - ``labels``: ``"auto"`` writes message ids and attempts when at most
       ``FULL_LABELS_UP_TO`` messages are shown and leaves them out for bigger runs; ``True``
@@ -375,7 +426,8 @@ def draw(
 
     # lanes: a thin line per lane, a light band behind every other queue group
     pad = 4 * d
-    x_lo, x_hi = lay.t0 - pad, (lay.t1 if lay.window else _rightmost(lay)) + pad
+    x_lo = (lay.t0 if lay.window else _leftmost(lay)) - pad
+    x_hi = (lay.t1 if lay.window else _rightmost(lay)) + pad
     groups: dict[str, list[int]] = {}
     for i, lane in enumerate(lay.lanes):
         groups.setdefault(lane.group, []).append(i)
@@ -397,12 +449,14 @@ def draw(
         h = BAR_HEIGHT / 2
         verts = [[(x0, yy - h), (x1, yy - h), (x1, yy + h), (x0, yy + h)] for x0, x1, yy, _, _ in bars]
         faces = [c for _, _, _, c, _ in bars]
+        # work that took no time at all is a bar of no width: its outline, in its colour, shows it
+        edges = [c if x1 <= x0 else (style.INK if hatch else "none") for x0, x1, _, c, _ in bars]
         ax.add_collection(
             PolyCollection(
                 verts,
                 facecolors=faces,
-                edgecolors=style.INK if hatch else "none",
-                linewidths=0.4,
+                edgecolors=edges,
+                linewidths=[1.6 if x1 <= x0 else 0.4 for x0, x1, *_ in bars],
                 alpha=bar_alpha if not hatch else 0.55,
                 hatch=hatch,
                 zorder=3,
@@ -529,7 +583,10 @@ def draw(
         note = f"        ({shown} messages: ids left out; labels=True shows them, window=(t0, t1) zooms in)"
 
     # axes
-    ax.set_ylim(n - 0.5, -0.85 if full else -0.5)
+    low, high = n - 0.5, -0.85 if full else -0.5
+    if full or (labels == "auto" and len(lay.points.get("effect", ())) <= EFFECT_NAMES_UP_TO):
+        low, high = _name_room(lay, low, high)
+    ax.set_ylim(low, high)
     ax.set_xlim(x_lo, x_hi)
     ax.set_yticks([])
     # lane names as plain texts left of the axes (cheaper to draw than tick labels)
@@ -585,12 +642,19 @@ def margins(lay: Layout, legend: bool = True) -> tuple[float, float]:
 
 
 def _rightmost(lay: Layout) -> float:
-    """The right end of everything drawn: markers and hops lean past the last event's time."""
+    """The right end of everything drawn, with room for the last marker."""
     xs = [lay.t1]
     xs += [x + u for arrows in lay.arrows.values() for a in arrows if a is not None for x, _, u, _, _ in [a]]
     xs += [x for pts in lay.points.values() for x, _ in pts]
     xs += [x1 for bars in lay.bars.values() for _, x1, _, _, _ in bars]
     return max(xs) + lay.slant
+
+
+def _leftmost(lay: Layout) -> float:
+    """The left end of everything drawn: hops at the first instant start a few slants before it."""
+    xs = [lay.t0]
+    xs += [x for arrows in lay.arrows.values() for a in arrows if a is not None for x, *_ in [a]]
+    return min(xs)
 
 
 def _lane_text(lane: Lane) -> str:
@@ -603,13 +667,43 @@ def _lane_text(lane: Lane) -> str:
     return f"{lane.name} ({lane.role})"
 
 
+def _stacked(yy: float) -> int:
+    """Where a marker sits on its lane: -1 stacked above the middle, 1 below it, 0 on it."""
+    off = yy - round(yy)
+    return 0 if abs(off) < 1e-9 else (1 if off > 0 else -1)
+
+
+def _name(ax: Any, x: float, yy: float, text: str) -> None:
+    """An effect's or outside call's name: under its marker, or above it if stacked above another."""
+    above = _stacked(yy) < 0
+    ax.text(
+        x,
+        yy - 0.2 if above else yy + 0.2,
+        text,
+        fontsize=7,
+        ha="center",
+        va="bottom" if above else "top",
+        color=style.INK,
+        zorder=7,
+        clip_on=True,
+    )
+
+
+def _name_room(lay: Layout, low: float, high: float) -> tuple[float, float]:
+    """The y limits widened so the names of markers stacked off the middle of a lane fit."""
+    for _x, yy, _text, kind in lay.labels:
+        if kind in _NAMED_POINTS and _stacked(yy):
+            low, high = max(low, yy + 0.5), min(high, yy - 0.5)
+    return low, high
+
+
 def _draw_effect_names(ax: Any, lay: Layout) -> None:
     """Only the effects' names, each dropped when it repeats the one before it on its lane."""
-    before: dict[float, str] = {}
+    before: dict[int, str] = {}
     for x, yy, text, kind in lay.labels:
-        if kind in _NAMED_POINTS and before.get(yy) != text:
-            before[yy] = text
-            ax.text(x, yy + 0.2, text, fontsize=7, ha="center", va="top", color=style.INK, zorder=7, clip_on=True)
+        if kind in _NAMED_POINTS and before.get(round(yy)) != text:
+            before[round(yy)] = text
+            _name(ax, x, yy, text)
 
 
 def _draw_labels(ax: Any, lay: Layout) -> None:
@@ -641,19 +735,20 @@ def _draw_labels(ax: Any, lay: Layout) -> None:
         elif kind == "late-ack":
             ax.text(x - lay.slant, yy - 0.14, text, fontsize=7, ha="right", va="bottom", color=style.FAINT, zorder=7)
         elif kind in _NAMED_POINTS:
-            ax.text(x, yy + 0.2, text, fontsize=7, ha="center", va="top", color=style.INK, zorder=7, clip_on=True)
+            _name(ax, x, yy, text)
         elif kind in ("delivery-lost", "ack-lost"):
             ax.text(
                 x + lay.slant, yy, text, fontsize=7, ha="left", va="center", color=style.BAD, zorder=7, clip_on=True
             )
-        else:
+        else:  # beside a marker stacked with others, else just under its right side
+            stacked = _stacked(yy) != 0
             ax.text(
-                x + lay.slant * 0.6,
-                yy + 0.16,
+                x + lay.slant * (1.2 if stacked else 0.6),
+                yy if stacked else yy + 0.16,
                 text,
                 fontsize=7,
                 ha="left",
-                va="top",
+                va="center" if stacked else "top",
                 color=style.BAD if kind in ("crash", "lost", "delivery-lost", "ack-lost") else style.INK,
                 zorder=7,
                 clip_on=True,
