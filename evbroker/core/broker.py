@@ -7,7 +7,6 @@ knob mirrors is named in the docstrings.
 
 from __future__ import annotations
 
-import gc
 import random
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -1095,19 +1094,8 @@ class Broker:
             self._stalled.clear()
             for q in stalled:
                 self._dispatch(q)
-        # Python's automatic garbage collection is paused while the events run: its collections
-        # of older objects rescan everything the process holds (the whole trace so far, and a
-        # notebook's other data) over and over. run_watched collects the young objects instead,
-        # every WATCH_EVERY events, so cyclic garbage a handler makes stays bounded.
-        collecting = gc.isenabled()
-        gc.disable()
-        try:
-            done = guards.run_watched(self, until, collect=collecting)
-        finally:
-            if collecting:
-                gc.enable()
         # After max_events, one more event that does something means the run is not settling.
-        if done == self.max_events and clock.run(until, 1):
+        if guards.run_watched(self, until) == self.max_events and clock.run(until, 1):
             raise EvbrokerError(
                 f"run did not settle after {self.max_events} events (now t={clock.now:g}); a handler may be "
                 "publishing messages forever. Stop at a time with b.run(until=...), or raise "

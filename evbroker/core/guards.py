@@ -7,7 +7,6 @@ the learner's terms.
 
 from __future__ import annotations
 
-import gc
 import traceback
 import warnings
 from typing import TYPE_CHECKING, Any
@@ -357,11 +356,8 @@ def busiest_publisher(b: Broker) -> str:
     return f" The likely loop: worker {worker} (handler {handler}) published into {dest!r} {n} times."
 
 
-def run_watched(b: Broker, until: float | None, collect: bool = False) -> int:
+def run_watched(b: Broker, until: float | None) -> int:
     """Run ``b``'s clock for up to ``b.max_events`` events; return how many happened.
-
-    With ``collect``, the youngest generation of Python's garbage collector is collected
-    after every :data:`WATCH_EVERY` events (the caller has paused automatic collection).
 
     Every :data:`WATCH_EVERY` events it looks at the backlog. Handlers that publish more than
     they consume (each message publishing two, say) make a backlog that only grows: such a
@@ -378,8 +374,6 @@ def run_watched(b: Broker, until: float | None, collect: bool = False) -> int:
         step = min(WATCH_EVERY, limit - total)
         done = clock.run(until, step)
         total += done
-        if collect:
-            gc.collect(0)
         if done < step:
             break
         backlog = len(clock) + sum(len(q.ready) for q in b._queues.values())
