@@ -15,36 +15,33 @@ the timing runs are not slowed by it). Times are CPU seconds of this process.
 
 What limits it (Python 3.11, a busy 2-core machine, ``benchmarks/engine.py 20000 5``):
 
-    ====================================  ==============  ==================
-    version                               evbroker/SimPy  bytes per message
-    ====================================  ==============  ==================
-    before (automatic GC during run())    1.14x           704
-    after  (GC paused, young gen swept)   1.23x           715
-    ====================================  ==============  ==================
+    =========================================  ==============  ==================
+    version                                    evbroker/SimPy  bytes per message
+    =========================================  ==============  ==================
+    trace as a list of nine-field tuples       1.14x           704
+    trace as one flat list, nine cells a row   1.40x           503
+    =========================================  ==============  ==================
 
-Profiled with py-spy and cProfile, a message costs about 5.5 microseconds on evbroker against
-6.8 on SimPy. The Python-level work per message is the floor: one publish, a dispatch, a
-delivery (a Message tuple, an ack deadline), the handler call with its Context, a
-completion, its commit and its ack, five function calls deep, with five trace rows written.
-Python's cyclic garbage collector took about 16% of ``run()``: the trace rows are tuples it
-watches until its first pass over them, and its collections of older objects rescan
-everything the process holds. ``run()`` now pauses automatic collection and collects only
-the youngest generation every ``guards.WATCH_EVERY`` events and at the end (so the deferred
-work is paid inside the run, and cyclic garbage a handler makes stays bounded); switching
-collection off with no sweep would measure 1.35x only by leaving that work to whoever
-collects next. Measured and left out: Context lists made only at their first entry (104-105
-ms a run either way), ``gc.freeze()`` around the run (1.21-1.26x, no better than the sweep,
-and its ``gc.unfreeze()`` would undo a caller's own freeze). A 3x target would need about
-2.3 microseconds per message, which this design (a Python call per hop, a trace row per
-hop) cannot reach. At N = 100000 the ratio swung between 1.44x and 1.74x from one run to
-the next on this machine, before and after alike: compare at 20000, best of 5.
+Memory: of the 704 bytes per message, 600 were the trace: five rows per message (publish,
+deliver, process, complete, ack), each a 112-byte tuple plus the list's 8-byte pointer;
+the rest is the message id string (54) and the completion time (24). The trace is now one
+flat list holding the nine fields of each row in turn (``Trace`` hands out the same
+``TraceEvent`` objects), 72 bytes a row plus the list's spare room. That also sped the run
+up: the row tuples were kept alive and scanned by Python's garbage collector (about 16% of
+``run()`` went to collections), while the flat list is one object.
 
-Memory: of about 704 bytes per message, 600 are the trace: five rows of nine fields (a
-tuple of 112 bytes each, plus the list's pointer), then the message id string (54) and the
-completion time (24). 600 bytes per message needs a smaller row, such as one flat list of
-fields (72 bytes a row, and no tuple for the collector to watch), read through the same
-``TraceEvent`` view; every reader of the stored rows (``Trace``, ``guards``, ``explore``,
-``RedisBroker``) would change with it.
+Speed, profiled with py-spy and cProfile: a message costs about 4.8 microseconds on
+evbroker against 6.7 on SimPy. What is left is Python-level work per message: a publish
+(its checks and a scheduled item), a dispatch, a delivery (a Message tuple, an ack
+deadline), the handler call with its Context, a completion, its commit and its ack, about
+a dozen Python calls with five trace rows written. A 3x target would need about 2.2
+microseconds per message, which this design (a Python call per hop) does not reach.
+Measured and left out: pausing automatic garbage collection during ``run()`` (it took
+1.14x to 1.24x while rows were tuples, but the flat trace measures 1.40-1.43x with or
+without it), ``gc.freeze()`` around the run (no better than pausing), Context lists made
+only at their first entry (no change within the noise). At N = 100000
+the ratio swings by 0.3 from one run to the next on this machine: compare at 20000, best
+of 5.
 """
 
 from __future__ import annotations
