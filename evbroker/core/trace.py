@@ -190,7 +190,7 @@ class Trace(Sequence[TraceEvent]):
     def table(self, limit: int | None = None) -> str:
         """A plain-text table of the events (time, kind, actor, msg, attempt, detail)."""
         events = list(self if limit is None else self[:limit])
-        rows = [_COLUMNS] + [
+        cells = [_COLUMNS] + [
             (
                 f"{e.time:g}",
                 e.kind,
@@ -201,8 +201,8 @@ class Trace(Sequence[TraceEvent]):
             )
             for e in events
         ]
-        widths = [max(len(r[i]) for r in rows) for i in range(len(_COLUMNS) - 1)]
-        lines = ["  ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1] for r in rows]
+        widths = [max(len(r[i]) for r in cells) for i in range(len(_COLUMNS) - 1)]
+        lines = ["  ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1] for r in cells]
         if limit is not None and len(self) > limit:
             lines.append(f"... {len(self) - limit} more events")
         return "\n".join(line.rstrip() for line in lines)
