@@ -530,7 +530,7 @@ class Broker:
             payload = snapshot(payload, "publish: payload")
         self._next_id += 1
         mid = f"m{self._next_id}"
-        self._clock.at(float(at), PUBLISH, self._on_publish, mid, dest, payload, key, by, faults, 0, None)
+        self._clock.at(float(at), PUBLISH, self._on_publish, mid, dest, payload, key, by, faults)
         return mid
 
     def _new_id(self) -> str:
@@ -545,8 +545,8 @@ class Broker:
         key: Any,
         by: str,
         faults: Faults | None,
-        retry: int,
-        retry_of: str | None,
+        retry: int = 0,
+        retry_of: str | None = None,
     ) -> None:
         now = self._clock.now
         if by not in self._actors:
