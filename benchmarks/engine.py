@@ -13,13 +13,14 @@ Prints messages per second for each engine, the ratios evbroker/SimPy and evbrok
 and evbroker's peak memory per message (measured in a separate pass with tracemalloc, so
 the timing runs are not slowed by it). Times are CPU seconds of this process.
 
-What limits it (Python 3.11, a busy 2-core machine, ``benchmarks/engine.py 20000 5``):
+What limits it (Python 3.11, a busy 2-core machine, ``benchmarks/engine.py 20000 5``, the
+range over several runs):
 
     =========================================  ==============  ==================
     version                                    evbroker/SimPy  bytes per message
     =========================================  ==============  ==================
-    trace as a list of nine-field tuples       1.14x           704
-    trace as one flat list, nine cells a row   1.40x           503
+    trace as a list of nine-field tuples       1.13-1.20x      704
+    trace as one flat list, nine cells a row   1.37-1.43x      501-503
     =========================================  ==============  ==================
 
 Memory: of the 704 bytes per message, 600 were the trace: five rows per message (publish,
