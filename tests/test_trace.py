@@ -216,3 +216,29 @@ def test_effects_are_listed_in_commit_order_and_filtered_by_name(signup):
     charge = signup.effects("charge")[0]
     assert (charge["user"], charge["amount"]) == ("ada", 10)
     assert signup.effects("refund") == []
+
+
+def test_a_trace_reads_like_a_list_of_its_events(signup):
+    """The record is stored flat (nine fields per event, one after the other); indexing,
+    slicing, iterating and filtering read it exactly as a list of TraceEvents would."""
+    t = signup.trace
+    events = list(t)
+    assert all(type(e) is eb.TraceEvent for e in events)
+    assert [t[i] for i in range(-len(t), len(t))] == events + events
+    for index in (slice(None), slice(2, 7), slice(1, None, 3), slice(None, None, -2), slice(5, 2), slice(-4, None)):
+        assert list(t[index]) == events[index], index
+        assert t[index] == eb.Trace(events[index])
+    with pytest.raises(IndexError):
+        t[len(t)]
+    with pytest.raises(IndexError):
+        t[-len(t) - 1]
+    with pytest.raises(TypeError):
+        t["0"]
+    assert list(t.where(kind="effect")) == [e for e in events if e.kind == "effect"]
+    assert t.to_records()[0] == events[0]._asdict()
+    assert t.kinds() == list(dict.fromkeys(e.kind for e in events))
+
+
+def test_a_trace_of_malformed_rows_is_refused():
+    with pytest.raises(eb.EvbrokerError, match="each event needs the 9 fields of a TraceEvent"):
+        eb.Trace([(0.0, "publish", "producer")])

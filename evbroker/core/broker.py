@@ -53,7 +53,7 @@ def _row(
     queue: str | None = None,
     data: dict | None = None,
 ) -> tuple:
-    """A trace row: the fields of a TraceEvent as a plain tuple, the way the Trace stores them.
+    """A trace row: the fields of a TraceEvent as a plain tuple, which the record is extended by.
 
     The hot paths write the nine-field tuple out directly, in TraceEvent's field order.
     """
@@ -179,9 +179,8 @@ class Broker:
         self._workers: dict[str, _Worker] = {}
         self._worker_counts: dict[str, int] = {}
         self._actors: dict[str, str] = {}
-        self._events: list[tuple] = []  # trace rows (see _row)
-        self._trace = Trace(actors=self._actors)
-        self._trace._rows = self._events  # the trace is a live view of the record
+        self._events: list = []  # the trace, flat: the nine fields of each row in turn (see _row)
+        self._trace = Trace._of_cells(self._events, self._actors)  # a live view of the record
         # The callbacks scheduled for every message, bound once: a scheduled item then holds no
         # object of its own that the garbage collector would have to keep scanning.
         self._on_publish = self._do_publish
@@ -531,7 +530,7 @@ class Broker:
             payload = snapshot(payload, "publish: payload")
         self._next_id += 1
         mid = f"m{self._next_id}"
-        self._clock.at(float(at), PUBLISH, self._on_publish, mid, dest, payload, key, by, faults, 0, None)
+        self._clock.at(float(at), PUBLISH, self._on_publish, mid, dest, payload, key, by, faults)
         return mid
 
     def _new_id(self) -> str:
@@ -546,28 +545,28 @@ class Broker:
         key: Any,
         by: str,
         faults: Faults | None,
-        retry: int,
-        retry_of: str | None,
+        retry: int = 0,
+        retry_of: str | None = None,
     ) -> None:
         now = self._clock.now
         if by not in self._actors:
             self._actors[by] = "producer"
         events = self._events
         detail = f"retry of {retry_of}" if retry_of else ""
-        events.append((now, "publish", by, mid, None, detail, dest, None, None))
+        events.extend((now, "publish", by, mid, None, detail, dest, None, None))
         targets = self._topics.get(dest)
         if targets is None:  # a direct publish to a queue
             self._enqueue(mid, payload, key, dest, self._queues[dest])
         elif not targets:
-            events.append(_row(now, "unroutable", dest, mid, None, "no queue is bound to this topic"))
+            events.extend(_row(now, "unroutable", dest, mid, None, "no queue is bound to this topic"))
         else:
             for q in targets:
-                events.append((now, "route", dest, mid, None, "", q.name, q.name, None))
+                events.extend((now, "route", dest, mid, None, "", q.name, q.name, None))
                 self._enqueue(mid, payload, key, dest, q)
         if faults is not None and faults.lose_confirm and retry < MAX_PUBLISH_RETRIES:
             probe = Message(mid, payload, key, dest, None, retry + 1)
             if self._draw(faults.lose_confirm, probe):
-                events.append(
+                events.extend(
                     _row(now, "confirm-lost", by, mid, None, f"will publish again in {faults.retry_after:g}", dest)
                 )
                 self._clock.at(
@@ -630,7 +629,7 @@ class Broker:
         q.deliveries += 1
         payload = c.payload if type(c.payload) in ATOMS else snapshot(c.payload)  # a fresh copy per delivery
         msg = _new(Message, (c.id, payload, c.key, c.topic, q.name, attempt))
-        events.append((now, "deliver", q.name, c.id, attempt, "", w.name, q.name, None))
+        events.extend((now, "deliver", q.name, c.id, attempt, "", w.name, q.name, None))
         at_most_once = q.guarantee == "at-most-once"
         if not at_most_once:
             q.inflight += 1
@@ -641,7 +640,7 @@ class Broker:
         f = w.faults
         if f is not NO_FAULTS:
             if f.lose_delivery and self._draw(f.lose_delivery, msg):
-                events.append(
+                events.extend(
                     _row(now, "delivery-lost", q.name, c.id, attempt, "the worker never got it", w.name, q.name)
                 )
                 if at_most_once:
@@ -667,7 +666,7 @@ class Broker:
         now = clock.now
         f = w.faults
         if q.guarantee == "exactly-once" and guards.dedupe_id(self, c) in q.ids:
-            events.append(
+            events.extend(
                 _row(
                     now,
                     "dedup",
@@ -716,9 +715,9 @@ class Broker:
         else:
             detail = w.takes if duration is w.service_time else f"takes {duration:g}"
         c.duration = duration
-        events.append((now, "process", w.name, c.id, attempt, detail, None, q.name, None))
-        if ctx.calls:  # outside calls the handler made: they happened now, whatever comes next
-            events.extend(ctx.calls)
+        events.extend((now, "process", w.name, c.id, attempt, detail, None, q.name, None))
+        for row in ctx.calls:  # outside calls the handler made: they happened now, whatever comes next
+            events.extend(row)
         if f is not NO_FAULTS and f.crash_during_process and self._draw(f.crash_during_process, msg):
             w.midway = clock.at(now + duration / 2, COMPLETE, self._crash_midway, w, c, attempt)
         w.done = clock.at(now + duration, COMPLETE, self._on_complete, w, c, attempt, msg, ctx, error)
@@ -745,7 +744,7 @@ class Broker:
             w.current = None
             reason = f"handler raised {type(error).__name__}: {error}"
             data = guards.on_handler_error(self, w, c, attempt, error)
-            self._events.append(
+            self._events.extend(
                 _row(self._clock.now, "handler-error", w.name, c.id, attempt, reason, None, q.name, data)
             )
             if q.guarantee == "at-most-once":
@@ -766,7 +765,7 @@ class Broker:
             return
         if q.guarantee != "at-most-once":
             if f is not NO_FAULTS and f.lose_ack and self._draw(f.lose_ack, msg):
-                self._events.append(
+                self._events.extend(
                     _row(
                         self._clock.now,
                         "ack-lost",
@@ -814,7 +813,7 @@ class Broker:
                 if (when == "commit" or when == "claim") and key in q.keys:
                     conflict = f"key {key!r} was already recorded"
                     if when == "claim":
-                        events.append(
+                        events.extend(
                             _row(
                                 now,
                                 "dedup",
@@ -832,13 +831,13 @@ class Broker:
             rolled = f"{conflict}: rolled back, nothing applied"
             if ctx.calls:
                 rolled += " (but its outside calls had already happened: a call is never rolled back)"
-            events.append(_row(now, "dedup", w.name, c.id, attempt, rolled, None, q.name))
+            events.extend(_row(now, "dedup", w.name, c.id, attempt, rolled, None, q.name))
             if q.guarantee == "at-most-once":  # forgotten once sent, and now its work is void too
                 self._lose(c, "its work was rolled back and at-most-once never redelivers")
             return
         for name, data in ctx.effects:
             self._effects.append(Effect(now, name, w.name, q.name, c.id, attempt, c.key, data))
-            events.append(
+            events.extend(
                 _row(
                     now,
                     "effect",
@@ -860,7 +859,7 @@ class Broker:
         if not c.committed:  # its first commit: redeliveries of one copy are its duplicates
             c.committed = True
             q.unique += 1
-        events.append((now, "complete", w.name, c.id, attempt, "", None, q.name, None))
+        events.extend((now, "complete", w.name, c.id, attempt, "", None, q.name, None))
         if ctx.publications:
             guards.publish_outbox(self, w, c, ctx)
 
@@ -875,9 +874,9 @@ class Broker:
             c.awaiting = 0  # as _settle(c)
             q.inflight -= 1
             q.acked += 1
-            self._events.append((self._clock.now, "ack", w.name, c.id, attempt, "", q.name, q.name, None))
+            self._events.extend((self._clock.now, "ack", w.name, c.id, attempt, "", q.name, q.name, None))
         else:
-            self._events.append(
+            self._events.extend(
                 _row(
                     self._clock.now,
                     "late-ack",
@@ -922,7 +921,7 @@ class Broker:
         reason = f"no ack within {q.ack_timeout:g}"
         if c.duration > q.ack_timeout:
             reason += f" (processing takes {c.duration:g}: longer than ack_timeout, so it can never ack in time)"
-        self._events.append(_row(self._clock.now, "timeout", q.name, c.id, attempt, reason, None, q.name))
+        self._events.extend(_row(self._clock.now, "timeout", q.name, c.id, attempt, reason, None, q.name))
         self._fail(c, reason)
 
     def _fail(self, c: _Copy, reason: str) -> None:
@@ -943,7 +942,7 @@ class Broker:
         q = c.queue
         q.waiting -= 1
         q.redeliveries += 1
-        self._events.append(
+        self._events.extend(
             _row(
                 self._clock.now, "redeliver", q.name, c.id, c.attempt + 1, "back to the head of the queue", None, q.name
             )
@@ -956,7 +955,7 @@ class Broker:
         q.dead_lettered += 1
         q.dead_letters.append(Message(c.id, c.payload, c.key, c.topic, q.name, c.attempt))
         detail = f"after {c.attempt} deliveries ({reason})"
-        self._events.append(
+        self._events.extend(
             _row(self._clock.now, "dead-letter", q.name, c.id, c.attempt, detail, q.dead_letter, q.name)
         )
         if q.dead_letter is not None:
@@ -964,7 +963,7 @@ class Broker:
 
     def _lose(self, c: _Copy, reason: str) -> None:
         c.queue.lost += 1
-        self._events.append(_row(self._clock.now, "lost", c.queue.name, c.id, c.attempt, reason, None, c.queue.name))
+        self._events.extend(_row(self._clock.now, "lost", c.queue.name, c.id, c.attempt, reason, None, c.queue.name))
 
     # ------------------------------------------------------------------ crashes
 
@@ -982,7 +981,7 @@ class Broker:
             if entry is not None:
                 Scheduler.cancel(entry)
         w.done = w.midway = None
-        self._events.append(_row(now, "crash", w.name, c.id if c else None, attempt, why, None, w.queue.name))
+        self._events.extend(_row(now, "crash", w.name, c.id if c else None, attempt, why, None, w.queue.name))
         w.restart = self._clock.at(now + w.restart_after, RESTART, self._restart, w)
         w.backlog.clear()  # copies pushed to it and not started die with the process
         if w.queue.crash_detection == "disconnect":
@@ -1004,7 +1003,7 @@ class Broker:
         q = c.queue
         self._settle(c)
         detail = f"{reason}: requeued at once, no need to wait for ack_timeout"
-        self._events.append(_row(self._clock.now, "requeue", q.name, c.id, attempt, detail, None, q.name))
+        self._events.extend(_row(self._clock.now, "requeue", q.name, c.id, attempt, detail, None, q.name))
         self._fail(c, reason)
 
     def _take_backlog(self, w: _Worker) -> None:
@@ -1046,7 +1045,7 @@ class Broker:
             return SKIP
         w.state = "idle"
         w.queue.free += 1
-        self._events.append(_row(self._clock.now, "restart", w.name, None, None, "", None, w.queue.name))
+        self._events.extend(_row(self._clock.now, "restart", w.name, None, None, "", None, w.queue.name))
         self._dispatch(w.queue)
 
     def _outage_begin(self, w: _Worker) -> None:
@@ -1154,7 +1153,7 @@ class Broker:
     def __repr__(self) -> str:
         return (
             f"<Broker seed={self.seed} t={self.now:g} topics={self.topics} queues={self.queues} "
-            f"workers={self.workers} events={len(self._events)}>"
+            f"workers={self.workers} events={len(self._trace)}>"
         )
 
     # ------------------------------------------------------------------ helpers

@@ -41,6 +41,7 @@ from typing import Any, NamedTuple
 
 from evbroker.core.broker import Broker
 from evbroker.core.faults import Faults
+from evbroker.core.trace import rows
 from evbroker.errors import EvbrokerError, did_you_mean
 
 #: The faults ``explore`` places by default, in the order the broker asks about them.
@@ -318,7 +319,7 @@ class _Run:
         self.message = message
         # the trace itself, compared exactly (a hash alone could merge two runs by accident);
         # rows without their data dict, whose content the detail text already carries
-        self.trace_key = tuple(row[:8] for row in broker._events)
+        self.trace_key = tuple(row[:8] for row in rows(broker._events))
 
     def positions(self, chosen: frozenset) -> tuple[int, ...]:
         return tuple(sorted(self.asked.index(p) for p in chosen if p in self.asked))
@@ -428,7 +429,7 @@ class _Search:
         if b._events or b.now:
             raise EvbrokerError(
                 f"explore: {_name(self.build)}(faults) returned a broker that has already run (t={b.now:g}, "
-                f"{len(b._events)} events); return it set up but not run: explore runs it under each schedule."
+                f"{len(b.trace)} events); return it set up but not run: explore runs it under each schedule."
             )
         return b
 

@@ -11,6 +11,7 @@ import traceback
 import warnings
 from typing import TYPE_CHECKING, Any
 
+from evbroker.core.trace import WIDTH, rows
 from evbroker.errors import EvbrokerError, is_real, one_of
 
 if TYPE_CHECKING:
@@ -146,7 +147,7 @@ def stop_at_failure(b: Broker, w: _Worker, c: _Copy, attempt: int, error: Except
     """``handler_errors="raise"``: record the failure, put the copy back, stop with the handler's exception."""
     q = c.queue
     text = handler_traceback(error)
-    b._events.append(
+    b._events.extend(
         (
             b._clock.now,
             "handler-error",
@@ -325,7 +326,7 @@ def check_chain(b: Broker, msg: Message, dest: str, worker: str) -> None:
     if link is None or link[0] < MAX_CHAIN:
         return
     hops = [(worker, dest)]
-    publishers = {e[3]: (e[2], e[6]) for e in b._events if e[1] == "publish"}
+    publishers = {e[3]: (e[2], e[6]) for e in rows(b._events) if e[1] == "publish"}
     mid: str | None = msg.id
     while mid is not None and len(hops) < 12:
         hops.append(publishers.get(mid, ("?", "?")))
@@ -344,7 +345,7 @@ def busiest_publisher(b: Broker) -> str:
     """Which handler published the most, and where: the likely loop when a run does not settle."""
     counts: dict[tuple[str, str], int] = {}
     actors = b._actors
-    for e in b._events[-200_000:]:
+    for e in rows(b._events[-200_000 * WIDTH :]):
         if e[1] == "publish" and actors.get(e[2]) == "worker":
             pair = (e[2], e[6])
             counts[pair] = counts.get(pair, 0) + 1

@@ -5,8 +5,10 @@ The broker appends to a trace and never reads it back; plots, widgets and checks
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable, Iterator, Sequence
 from functools import partial
+from itertools import chain
 from typing import Any, NamedTuple, overload
 
 from evbroker.errors import EvbrokerError, did_you_mean
@@ -61,8 +63,15 @@ class TraceEvent(NamedTuple):
 
 _COLUMNS = ("time", "kind", "actor", "msg", "attempt", "detail")
 _FIELDS = TraceEvent._fields
-#: A stored row (a plain tuple of the nine fields, in order) seen as a TraceEvent.
+#: How many cells one event takes in the flat record: the fields of a TraceEvent, in order.
+WIDTH = len(_FIELDS)
+#: A row (a plain tuple of the nine fields, in order) seen as a TraceEvent.
 _as_event = partial(tuple.__new__, TraceEvent)
+
+
+def rows(cells: list) -> Iterator[tuple]:
+    """The events of a flat record, each as a plain tuple of its nine fields."""
+    return zip(*[iter(cells)] * WIDTH, strict=True)
 
 
 class Trace(Sequence[TraceEvent]):
@@ -71,40 +80,61 @@ class Trace(Sequence[TraceEvent]):
     ``actors`` maps every name in the run to its role ("producer", "topic", "queue" or
     "worker"), in the order they were declared or first seen.
 
-    Events are stored as plain tuples of their nine fields and handed out as TraceEvents.
-    Python's garbage collector stops watching a plain tuple of plain values, but never a
-    tuple subclass: kept as TraceEvents, a long trace would be re-scanned by every
-    collection for as long as it lives.
+    Events are stored flat: one list holding the nine fields of every event, one after the
+    other, handed out as TraceEvents. That is 72 bytes of the list per event, where a tuple
+    per event would take 120 with its pointer, and there is no object per event for Python's
+    garbage collector to watch.
     """
 
     def __init__(self, events: Iterable[TraceEvent] = (), actors: dict[str, str] | None = None) -> None:
-        self._rows: list[tuple] = [tuple(e) for e in events]
+        self._cells: list = []
+        for e in events:
+            row = tuple(e)
+            if len(row) != WIDTH:
+                raise EvbrokerError(f"Trace: each event needs the {WIDTH} fields of a TraceEvent (got {e!r})")
+            self._cells.extend(row)
         self.actors: dict[str, str] = actors if actors is not None else {}
 
     @classmethod
-    def _of_rows(cls, rows: list[tuple], actors: dict[str, str]) -> Trace:
+    def _of_cells(cls, cells: list, actors: dict[str, str]) -> Trace:
         trace = cls(actors=actors)
-        trace._rows = rows
+        trace._cells = cells
         return trace
+
+    @classmethod
+    def _of_rows(cls, events: Iterable[tuple], actors: dict[str, str]) -> Trace:
+        """A trace of rows given as tuples of the nine fields."""
+        return cls._of_cells(list(chain.from_iterable(events)), actors)
 
     @overload
     def __getitem__(self, index: int) -> TraceEvent: ...
     @overload
     def __getitem__(self, index: slice) -> Trace: ...
     def __getitem__(self, index):  # type: ignore[no-untyped-def]
+        cells = self._cells
         if isinstance(index, slice):
-            return Trace._of_rows(self._rows[index], self.actors)
-        return _as_event(self._rows[index])
+            start, stop, step = index.indices(len(self))
+            if step == 1:
+                return Trace._of_cells(cells[start * WIDTH : max(start, stop) * WIDTH], self.actors)
+            picked = range(start, stop, step)
+            return Trace._of_rows((cells[i * WIDTH : (i + 1) * WIDTH] for i in picked), self.actors)
+        n = len(self)
+        i = operator.index(index)
+        if i < 0:
+            i += n
+        if not 0 <= i < n:
+            raise IndexError("trace index out of range")
+        return _as_event(cells[i * WIDTH : (i + 1) * WIDTH])
 
     def __len__(self) -> int:
-        return len(self._rows)
+        return len(self._cells) // WIDTH
 
     def __iter__(self) -> Iterator[TraceEvent]:
-        return map(_as_event, self._rows)
+        return map(_as_event, rows(self._cells))
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, Trace):
-            return self._rows == other._rows
+            return self._cells == other._cells
         return NotImplemented
 
     __hash__ = None  # type: ignore[assignment]
@@ -142,25 +172,25 @@ class Trace(Sequence[TraceEvent]):
                     f"trace.where(actor=...) got {a!r}, which is not in this run{did_you_mean(a, self.actors)}; "
                     f"actors are {', '.join(self.actors)}"
                 )
-        rows = [
+        matching = [
             r
-            for r in self._rows
+            for r in rows(self._cells)
             if (not kinds or r[1] in kinds) and (not actors or r[2] in actors) and (not msgs or r[3] in msgs)
         ]
-        return Trace._of_rows(rows, self.actors)
+        return Trace._of_rows(matching, self.actors)
 
     def kinds(self) -> list[str]:
         """The kinds present in this trace, in first-seen order."""
-        return list(dict.fromkeys(r[1] for r in self._rows))
+        return list(dict.fromkeys(self._cells[1::WIDTH]))
 
     def to_records(self) -> list[dict[str, Any]]:
         """Every event as a plain dict (for pandas, JSON or a test)."""
-        return [dict(zip(_FIELDS, r, strict=True)) for r in self._rows]
+        return [dict(zip(_FIELDS, r, strict=True)) for r in rows(self._cells)]
 
     def table(self, limit: int | None = None) -> str:
         """A plain-text table of the events (time, kind, actor, msg, attempt, detail)."""
-        events = list(map(_as_event, self._rows if limit is None else self._rows[:limit]))
-        rows = [_COLUMNS] + [
+        events = list(self if limit is None else self[:limit])
+        cells = [_COLUMNS] + [
             (
                 f"{e.time:g}",
                 e.kind,
@@ -171,14 +201,14 @@ class Trace(Sequence[TraceEvent]):
             )
             for e in events
         ]
-        widths = [max(len(r[i]) for r in rows) for i in range(len(_COLUMNS) - 1)]
-        lines = ["  ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1] for r in rows]
-        if limit is not None and len(self._rows) > limit:
-            lines.append(f"... {len(self._rows) - limit} more events")
+        widths = [max(len(r[i]) for r in cells) for i in range(len(_COLUMNS) - 1)]
+        lines = ["  ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1] for r in cells]
+        if limit is not None and len(self) > limit:
+            lines.append(f"... {len(self) - limit} more events")
         return "\n".join(line.rstrip() for line in lines)
 
     def __repr__(self) -> str:
-        if not self._rows:
+        if not self._cells:
             return "<Trace: no events yet; call b.run()>"
         return self.table(limit=40)
 
