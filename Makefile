@@ -79,6 +79,8 @@ bench: $(TESTKIT)
 	$(BIN)/python benchmarks/widgets.py
 	$(BIN)/python benchmarks/explore.py
 	$(BIN)/python benchmarks/real.py
+	$(BIN)/python benchmarks/workflows.py
+	$(BIN)/python benchmarks/grading.py sample
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis .ruff_cache artifacts
