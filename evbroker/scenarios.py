@@ -198,12 +198,57 @@ def payments(
         )
     if handler is not None and not callable(handler):
         raise EvbrokerError(f"payments: handler must be a function handler(msg, ctx) (got {handler!r})")
+    chance: Any = payment_strikes(seed, orders) if rate is None else float(rate)
+    b = Broker(seed=seed, handler_errors=handler_errors)
+    set_up_payments(
+        b,
+        guarantee,
+        fault,
+        chance,
+        orders=orders,
+        workers=workers,
+        ack_timeout=ack_timeout,
+        handler=handler,
+        like=like,
+        slow_by=slow_by,
+    )
+    b.run()
+    return b
+
+
+def payment_strikes(seed: int, orders: int) -> Callable[[Message], bool]:
+    """The payment scenario's one-order fault: true for one order's first delivery (or publish).
+
+    That order is ``order-2`` for ``seed=0``, the next order for each next seed.
+    """
     victim = f"order-{(seed + 1) % orders + 1}"
 
     def strikes(msg: Message) -> bool:
         return msg.key == victim and msg.attempt == 1
 
-    chance: Any = strikes if rate is None else float(rate)
+    return strikes
+
+
+def set_up_payments(
+    b: Any,
+    guarantee: str,
+    fault: str,
+    chance: Any,
+    *,
+    orders: int = 4,
+    workers: int = 2,
+    ack_timeout: float = 3.0,
+    handler: Callable[[Message, Context], Any] | None = None,
+    like: str | None = None,
+    slow_by: float | None = None,
+) -> None:
+    """Declare the payment scenario on ``b``, any broker with the kit's public set-up API.
+
+    The ``payments`` queue, its workers (with ``fault`` striking when ``chance`` says so) and
+    the orders' publishes; the caller runs it. Arguments are as for :func:`payments`, already
+    checked; :func:`payments` and :func:`evbroker.real.conformance.payments` both build on it,
+    so the simulator and a real broker run the very same scenario.
+    """
     worker_faults = {
         "none": None,
         "crash before processing": Faults(crash_before_process=chance),
@@ -214,8 +259,6 @@ def payments(
         "producer retry": None,
     }[fault]
     publish_faults = Faults(lose_confirm=chance) if fault == "producer retry" else None
-
-    b = Broker(seed=seed, handler_errors=handler_errors)
     if like is None:
         b.queue(PAYMENTS_QUEUE, guarantee=guarantee, ack_timeout=ack_timeout)
     else:
@@ -231,8 +274,6 @@ def payments(
             by=PAYMENTS_PRODUCER,
             faults=publish_faults,
         )
-    b.run()
-    return b
 
 
 def charge(msg: Message, ctx: Context) -> None:

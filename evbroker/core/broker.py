@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from evbroker.core import guards
+from evbroker.core import guards, setup_checks
 from evbroker.core.dispatch import UNSET, push_dispatch
 from evbroker.core.faults import NO_FAULTS, Faults, check_publish_faults
 from evbroker.core.message import Context, Effect, Message
@@ -22,10 +22,9 @@ from evbroker.core.payloads import ATOMS, snapshot
 from evbroker.core.presets import check_crash_detection, check_prefetch, get_preset
 from evbroker.core.scheduler import COMPLETE, PUBLISH, RESTART, SKIP, TIMEOUT, Entry, Scheduler
 from evbroker.core.trace import Trace
+from evbroker.core.trace import row as _row
 from evbroker.core.validate import (
-    check_arity,
     check_hashable,
-    check_not_lazy,
     keywords_checked,
     refuse_lazy_result,
 )
@@ -40,24 +39,6 @@ _INF = float("inf")
 # _new(Message, (every field, in order)) is the same object as Message(...), made without the
 # keyword-handling __new__ that NamedTuple generates, which costs more than the tuple itself.
 _new = tuple.__new__
-
-
-def _row(
-    time: float,
-    kind: str,
-    actor: str,
-    msg: str | None = None,
-    attempt: int | None = None,
-    detail: str = "",
-    to: str | None = None,
-    queue: str | None = None,
-    data: dict | None = None,
-) -> tuple:
-    """A trace row: the fields of a TraceEvent as a plain tuple, which the record is extended by.
-
-    The hot paths write the nine-field tuple out directly, in TraceEvent's field order.
-    """
-    return (time, kind, actor, msg, attempt, detail, to, queue, data)
 
 
 @dataclass(slots=True)
@@ -163,12 +144,9 @@ class Broker:
         max_events: int = 5_000_000,
         handler_errors: str = "warn",
     ) -> None:
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise EvbrokerError(f"seed must be an int such as 0 or 42 (got {seed!r})")
-        if isinstance(settle_limit, bool) or not isinstance(settle_limit, int) or settle_limit < 1:
-            raise EvbrokerError(f"settle_limit must be a whole number >= 1 (got {settle_limit!r})")
-        if isinstance(max_events, bool) or not isinstance(max_events, int) or max_events < 1:
-            raise EvbrokerError(f"max_events must be a whole number >= 1 (got {max_events!r})")
+        setup_checks.check_seed(seed)
+        setup_checks.check_limit("settle_limit", settle_limit)
+        setup_checks.check_limit("max_events", max_events)
         self.seed = seed
         self.rng = random.Random(seed)
         self.settle_limit = settle_limit
@@ -317,10 +295,7 @@ class Broker:
             hint="; it is how long the broker waits for an ack before redelivering",
         )
         if max_deliveries is not None and (not is_whole(max_deliveries) or max_deliveries < 1):
-            raise EvbrokerError(
-                f"queue {name!r}: max_deliveries must be None (retry forever) or a whole number >= 1 "
-                f"(got {max_deliveries!r}); e.g. max_deliveries=3"
-            )
+            raise setup_checks.max_deliveries_error(name, max_deliveries)
         check_positive(
             f"queue {name!r}: retry_delay", retry_delay, allow_zero=True, hint="; 0 puts a failed copy back at once"
         )
@@ -329,17 +304,7 @@ class Broker:
             retry_backoff,
             hint="; 1 keeps the delay fixed, 2 doubles it after each failure",
         )
-        if bind is None:
-            topics = []
-        elif isinstance(bind, str):
-            topics = [bind]
-        elif isinstance(bind, (list, tuple, set, frozenset)):
-            topics = list(bind)
-        else:
-            raise EvbrokerError(
-                f"queue {name!r}: bind must be None, a topic name or a list of topic names (got {bind!r}); "
-                "e.g. bind='user.signed_up' or bind=['orders', 'refunds']"
-            )
+        topics = setup_checks.bind_list(name, bind)
         for t in topics:
             self._check_topic(t, f"queue {name!r}: bind")
         if dead_letter is not None and dead_letter not in self._queues:
@@ -407,34 +372,10 @@ class Broker:
                     "basic.qos for auto-ack consumers). Drop prefetch=, or use guarantee='at-least-once'"
                 )
         if not is_whole(count) or count < 1:
-            raise EvbrokerError(f"worker {queue!r}: count must be a whole number >= 1 (got {count!r})")
+            raise setup_checks.count_error(queue, count)
         count = int(count)
-        _check_handler(handler, f"worker {queue!r}")
-        if callable(service_time):
-            _check_arity(service_time, 1, f"worker {queue!r}: service_time", "service_time(msg) -> float")
-        else:
-            check_positive(
-                f"worker {queue!r}: service_time", service_time, hint="; it is how long one message takes to process"
-            )
-        if faults is None:
-            faults = NO_FAULTS
-        elif not isinstance(faults, Faults):
-            raise EvbrokerError(f"worker {queue!r}: faults must be eb.Faults(...) or None (got {faults!r})")
-        check_positive(
-            f"worker {queue!r}: restart_after", restart_after, hint="; it is how long a crashed worker stays down"
-        )
-        if name is not None and (not isinstance(name, str) or not name):
-            raise EvbrokerError(f"worker {queue!r}: name must be a non-empty string (got {name!r})")
-        if name is not None and count == 1:
-            names = [name]
-        else:
-            base = name or queue
-            first = self._worker_counts.get(base, 0) + 1
-            names = [f"{base}-{n}" for n in range(first, first + count)]
-        for wname in names:  # check every name before adding any worker
-            self._check_new_name(wname, "worker")
-        if name is None or count > 1:
-            self._worker_counts[base] = first + count - 1
+        faults = setup_checks.check_worker(queue, handler, service_time, faults, restart_after)
+        names = setup_checks.worker_names(self._actors, self._worker_counts, queue, name, count)
         for wname in names:
             w = _Worker(wname, q, handler, service_time, faults, float(restart_after))
             w.prefetch = prefetch
@@ -518,10 +459,8 @@ class Broker:
                 raise EvbrokerError(
                     f"publish: at={at!r} is in the past (now is {now:g}); use at >= {now:g}, or at=None for now"
                 )
-        if by is not PRODUCER and (not isinstance(by, str) or not by):
-            raise EvbrokerError(f"publish: by must be a producer name such as 'orders' (got {by!r})")
-        if faults is not None and not isinstance(faults, Faults):
-            raise EvbrokerError(f"publish: faults must be eb.Faults(...) or None (got {faults!r})")
+        if by is not PRODUCER or faults is not None:
+            setup_checks.check_publisher(by, faults)
         if faults is not None and faults.active() != ["lose_confirm"]:
             self._publish_faults.append(faults)  # checked at run(), once the workers are declared
         if key is not None and type(key) not in ATOMS:
@@ -1166,69 +1105,17 @@ class Broker:
         return self.rng.random() < chance
 
     def _check_new_name(self, name: object, what: str) -> None:
-        if not isinstance(name, str) or not name.strip():
-            raise EvbrokerError(f"{what} name must be a non-empty string such as 'billing' (got {name!r})")
-        if name in self._actors:
-            raise EvbrokerError(
-                f"{what} name {name!r} is already used by a {self._actors[name]}; names are shared by "
-                f"topics, queues and workers, so pick another, e.g. {name + '-2'!r}"
-            )
+        setup_checks.check_new_name(self._actors, name, what)
 
     def _check_topic(self, topic: object, where: str) -> None:
-        if topic in self._topics:
-            return
-        topics = ", ".join(self._topics) or "(none yet)"
-        if topic in self._queues:
-            raise EvbrokerError(
-                f"{where}: {topic!r} is a queue, not a topic; queues bind to topics (a queue gets a "
-                f"copy of what is published to the topics it is bound to). Topics: {topics}"
-            )
-        close = did_you_mean(topic, self._topics)
-        raise EvbrokerError(
-            f"{where}: no topic named {topic!r}{close or '.'} Topics: {topics}; "
-            f"{'or ' if close else ''}declare it first with b.topic({topic!r})"
-        )
+        setup_checks.check_topic(self._topics, self._queues, topic, where)
 
     def _check_destination(self, dest: object, where: str) -> None:
-        if dest in self._topics or dest in self._queues:
-            return
-        known = [*self._topics, *self._queues]
-        close = did_you_mean(dest, known)
-        raise EvbrokerError(
-            f"{where}: no topic or queue named {dest!r}{close or '.'} Known: {', '.join(known) or '(none yet)'}; "
-            f"{'or ' if close else ''}declare it with b.topic({dest!r}) or b.queue({dest!r})"
-        )
+        setup_checks.check_destination(self._topics, self._queues, dest, where)
 
     def _get_queue(self, name: object, where: str) -> _Queue:
-        q = self._queues.get(name)  # type: ignore[arg-type]
-        if q is not None:
-            return q
-        queues = ", ".join(self._queues) or "(none yet)"
-        if name in self._topics:
-            raise EvbrokerError(
-                f"{where}: {name!r} is a topic, not a queue; workers read from a queue bound to it, e.g. "
-                f"b.queue('email', bind={name!r}) then b.worker('email', handler). Queues: {queues}"
-            )
-        close = did_you_mean(name, self._queues)
-        raise EvbrokerError(
-            f"{where}: no queue named {name!r}{close or '.'} Queues: {queues}; "
-            f"{'or ' if close else ''}declare it with b.queue({name!r})"
-        )
+        return setup_checks.find_queue(self._queues, self._topics, name, where)
 
 
 def _effect_detail(name: str, data: dict) -> str:
     return " ".join([name, *(f"{k}={v}" for k, v in data.items())])
-
-
-def _check_arity(fn: Callable, n: int, where: str, shape: str) -> None:
-    check_arity(fn, n, where, shape)
-
-
-def _check_handler(handler: object, where: str) -> None:
-    if not callable(handler):
-        raise EvbrokerError(
-            f"{where}: handler must be a function handler(msg, ctx) (got {handler!r}); "
-            "define def handle(msg, ctx): ... and pass handle, without calling it"
-        )
-    _check_arity(handler, 2, f"{where}: handler", "handler(msg, ctx)")
-    check_not_lazy(handler, where)

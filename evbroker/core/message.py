@@ -59,6 +59,25 @@ class Effect:
         return self.data[item]
 
 
+def check_effect_name(name: object) -> None:
+    """Refuse an effect name that is not a non-empty string (``ctx.effect`` on either broker)."""
+    if not isinstance(name, str) or not name:
+        raise EvbrokerError(f"ctx.effect needs a non-empty name such as 'charge' (got {name!r})")
+
+
+def check_remember(key: object, when: object) -> None:
+    """Refuse a ``ctx.remember`` key that cannot be stored, or a ``when`` it does not know."""
+    if when not in REMEMBER_WHEN:
+        raise one_of("ctx.remember(..., when=...)", when, REMEMBER_WHEN)
+    try:
+        hash(key)
+    except TypeError:
+        raise EvbrokerError(
+            f"ctx.remember needs a hashable key such as a string or a tuple (got {key!r}); "
+            "use e.g. msg.key or msg.payload['order']"
+        ) from None
+
+
 class Context:
     """Passed to every handler as ``ctx``: the way a handler changes the world.
 
@@ -99,8 +118,7 @@ class Context:
                 f"effect's own name ({name!r}); call the field something else, e.g. "
                 f"ctx.effect({name!r}, user={data['name']!r})"
             )
-        if not isinstance(name, str) or not name:
-            raise EvbrokerError(f"ctx.effect needs a non-empty name such as 'charge' (got {name!r})")
+        check_effect_name(name)
         for field_name, value in data.items():
             check_stable_text(value, f"ctx.effect({name!r}, {field_name}=...): the value")
         self.effects.append((name, snapshot(data, f"ctx.effect({name!r}, ...)")))
@@ -160,15 +178,7 @@ class Context:
           other delivery committed. ``"commit"`` acks instead: right for a duplicate of the
           same work, whose outcome is already out.
         """
-        if when not in REMEMBER_WHEN:
-            raise one_of("ctx.remember(..., when=...)", when, REMEMBER_WHEN)
-        try:
-            hash(key)
-        except TypeError:
-            raise EvbrokerError(
-                f"ctx.remember needs a hashable key such as a string or a tuple (got {key!r}); "
-                "use e.g. msg.key or msg.payload['order']"
-            ) from None
+        check_remember(key, when)
         if when == "start":
             self._broker._queues[self.queue].keys.add(key)
         else:

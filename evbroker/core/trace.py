@@ -69,6 +69,25 @@ WIDTH = len(_FIELDS)
 _as_event = partial(tuple.__new__, TraceEvent)
 
 
+def row(
+    time: float,
+    kind: str,
+    actor: str,
+    msg: str | None = None,
+    attempt: int | None = None,
+    detail: str = "",
+    to: str | None = None,
+    queue: str | None = None,
+    data: dict | None = None,
+) -> tuple:
+    """A trace row: the fields of a TraceEvent as a plain tuple, which the record is extended by.
+
+    The simulator's hot paths write the nine-field tuple out directly, in TraceEvent's field
+    order; the real broker's workers pickle rows made here into a Redis list.
+    """
+    return (time, kind, actor, msg, attempt, detail, to, queue, data)
+
+
 def rows(cells: list) -> Iterator[tuple]:
     """The events of a flat record, each as a plain tuple of its nine fields."""
     return zip(*[iter(cells)] * WIDTH, strict=True)

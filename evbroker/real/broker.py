@@ -37,8 +37,9 @@ from typing import Any
 
 import redis
 
+from evbroker.core import setup_checks
 from evbroker.core.broker import GUARANTEES, MAX_PUBLISH_RETRIES, PRODUCER
-from evbroker.core.faults import NO_FAULTS, Faults
+from evbroker.core.faults import Faults
 from evbroker.core.message import Effect, Message
 from evbroker.core.trace import Trace
 from evbroker.errors import EvbrokerError, check_positive, did_you_mean, one_of
@@ -114,10 +115,8 @@ class RedisBroker:
     ) -> None:
         check_positive("RedisBroker: time_unit", time_unit, hint="; it is how many seconds one kit time unit lasts")
         check_positive("RedisBroker: max_wait", max_wait, hint="; it is how many seconds a run may take")
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise EvbrokerError(f"seed must be an int such as 0 or 42 (got {seed!r})")
-        if isinstance(settle_limit, bool) or not isinstance(settle_limit, int) or settle_limit < 1:
-            raise EvbrokerError(f"settle_limit must be a whole number >= 1 (got {settle_limit!r})")
+        setup_checks.check_seed(seed)
+        setup_checks.check_limit("settle_limit", settle_limit)
         methods = multiprocessing.get_all_start_methods()
         if start_method is None:
             start_method = "fork" if "fork" in methods else "spawn"
@@ -276,21 +275,8 @@ class RedisBroker:
         if max_deliveries is not None and (
             isinstance(max_deliveries, bool) or not isinstance(max_deliveries, int) or max_deliveries < 1
         ):
-            raise EvbrokerError(
-                f"queue {name!r}: max_deliveries must be None (retry forever) or a whole number >= 1 "
-                f"(got {max_deliveries!r}); e.g. max_deliveries=3"
-            )
-        if bind is None:
-            topics: list = []
-        elif isinstance(bind, str):
-            topics = [bind]
-        elif isinstance(bind, (list, tuple, set, frozenset)):
-            topics = list(bind)
-        else:
-            raise EvbrokerError(
-                f"queue {name!r}: bind must be None, a topic name or a list of topic names (got {bind!r}); "
-                "e.g. bind='user.signed_up' or bind=['orders', 'refunds']"
-            )
+            raise setup_checks.max_deliveries_error(name, max_deliveries)
+        topics = setup_checks.bind_list(name, bind)
         for t in topics:
             self._check_topic(t, f"queue {name!r}: bind")
         if f"{name}.dead" in self._actors or (name.endswith(".dead") and name[:-5] in self._queues):
@@ -336,39 +322,14 @@ class RedisBroker:
         A worker that dies (a crash fault, or :meth:`kill`) is started again ``restart_after``
         later, under the same consumer name, like a restarted pod.
         """
-        from evbroker.core.broker import _check_arity, _check_handler
-
         self._check_open("worker")
         self._get_queue(queue, "worker")
         if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-            raise EvbrokerError(f"worker {queue!r}: count must be a whole number >= 1 (got {count!r})")
-        _check_handler(handler, f"worker {queue!r}")
-        if callable(service_time):
-            _check_arity(service_time, 1, f"worker {queue!r}: service_time", "service_time(msg) -> float")
-        else:
-            check_positive(
-                f"worker {queue!r}: service_time", service_time, hint="; it is how long one message takes to process"
-            )
-        if faults is None:
-            faults = NO_FAULTS
-        elif not isinstance(faults, Faults):
-            raise EvbrokerError(f"worker {queue!r}: faults must be eb.Faults(...) or None (got {faults!r})")
-        check_positive(
-            f"worker {queue!r}: restart_after", restart_after, hint="; it is how long a crashed worker stays down"
-        )
+            raise setup_checks.count_error(queue, count)
+        faults = setup_checks.check_worker(queue, handler, service_time, faults, restart_after)
         if self.start_method == "spawn":
             self._check_portable(queue, handler, service_time, faults)
-        if name is not None and (not isinstance(name, str) or not name):
-            raise EvbrokerError(f"worker {queue!r}: name must be a non-empty string (got {name!r})")
-        if name is not None and count == 1:
-            names = [name]
-        else:
-            base = name or queue
-            first = self._worker_counts.get(base, 0) + 1
-            names = [f"{base}-{n}" for n in range(first, first + count)]
-            self._worker_counts[base] = first + count - 1
-        for wname in names:
-            self._check_new_name(wname, "worker")
+        names = setup_checks.worker_names(self._actors, self._worker_counts, queue, name, count)
         for wname in names:
             self._workers[wname] = _WorkerSpec(wname, queue, handler, service_time, faults, float(restart_after))
             self._actors[wname] = "worker"
@@ -422,10 +383,7 @@ class RedisBroker:
             at = now
         else:
             check_positive("publish: at", at, allow_zero=True)
-        if not isinstance(by, str) or not by:
-            raise EvbrokerError(f"publish: by must be a producer name such as 'orders' (got {by!r})")
-        if faults is not None and not isinstance(faults, Faults):
-            raise EvbrokerError(f"publish: faults must be eb.Faults(...) or None (got {faults!r})")
+        setup_checks.check_publisher(by, faults)
         mid = self._new_id()
         heapq.heappush(self._schedule, (float(at), next(self._seq), mid, dest, payload, key, by, faults, 0, None))
         if self._t0 is not None:
@@ -824,51 +782,16 @@ class RedisBroker:
     # ------------------------------------------------------------------ validation (as eb.Broker)
 
     def _check_new_name(self, name: object, what: str) -> None:
-        if not isinstance(name, str) or not name.strip():
-            raise EvbrokerError(f"{what} name must be a non-empty string such as 'billing' (got {name!r})")
-        if name in self._actors:
-            raise EvbrokerError(
-                f"{what} name {name!r} is already used by a {self._actors[name]}; names are shared by "
-                f"topics, queues and workers, so pick another, e.g. {name + '-2'!r}"
-            )
+        setup_checks.check_new_name(self._actors, name, what)
 
     def _check_topic(self, topic: object, where: str) -> None:
-        if topic in self._topics:
-            return
-        topics = ", ".join(self._topics) or "(none yet)"
-        if topic in self._queues:
-            raise EvbrokerError(f"{where}: {topic!r} is a queue, not a topic; queues bind to topics. Topics: {topics}")
-        close = did_you_mean(topic, self._topics)
-        raise EvbrokerError(
-            f"{where}: no topic named {topic!r}{close or '.'} Topics: {topics}; "
-            f"{'or ' if close else ''}declare it first with b.topic({topic!r})"
-        )
+        setup_checks.check_topic(self._topics, self._queues, topic, where, why="")
 
     def _check_destination(self, dest: object, where: str) -> None:
-        if dest in self._topics or dest in self._queues:
-            return
-        known = [*self._topics, *self._queues]
-        close = did_you_mean(dest, known)
-        raise EvbrokerError(
-            f"{where}: no topic or queue named {dest!r}{close or '.'} Known: {', '.join(known) or '(none yet)'}; "
-            f"{'or ' if close else ''}declare it with b.topic({dest!r}) or b.queue({dest!r})"
-        )
+        setup_checks.check_destination(self._topics, self._queues, dest, where)
 
     def _get_queue(self, name: object, where: str) -> _QueueSpec:
-        q = self._queues.get(name)  # type: ignore[arg-type]
-        if q is not None:
-            return q
-        queues = ", ".join(self._queues) or "(none yet)"
-        if name in self._topics:
-            raise EvbrokerError(
-                f"{where}: {name!r} is a topic, not a queue; workers read from a queue bound to it, e.g. "
-                f"b.queue('email', bind={name!r}) then b.worker('email', handler). Queues: {queues}"
-            )
-        close = did_you_mean(name, self._queues)
-        raise EvbrokerError(
-            f"{where}: no queue named {name!r}{close or '.'} Queues: {queues}; "
-            f"{'or ' if close else ''}declare it with b.queue({name!r})"
-        )
+        return setup_checks.find_queue(self._queues, self._topics, name, where)
 
 
 def _decode_rows(raw: bytes) -> list[tuple]:

@@ -1,8 +1,9 @@
 """Does the simulator tell the truth? The payment scenario on both brokers, side by side.
 
-:func:`payments` sets up the same scenario as :func:`evbroker.scenarios.payments` (four orders
-half a time unit apart, two workers taking 1 each, ``ack_timeout`` 3, the fault striking one
-order on its first delivery) on any broker with the kit's set-up API, and runs it.
+:func:`payments` sets up the scenario of :func:`evbroker.scenarios.payments` with the very same
+set-up code (:func:`evbroker.scenarios.set_up_payments`: four orders half a time unit apart,
+two workers taking 1 each, ``ack_timeout`` 3, the fault striking one order on its first
+delivery) on any broker with the kit's set-up API, and runs it.
 :func:`table` runs every fault under every guarantee on the simulator and on a RedisBroker
 and compares what happened to the money: the verdict (ok / lost / charged twice) and the
 number of charges.
@@ -14,9 +15,8 @@ from collections.abc import Callable
 from typing import Any
 
 from evbroker.core.broker import GUARANTEES, Broker
-from evbroker.core.faults import Faults
 from evbroker.errors import one_of
-from evbroker.scenarios import FAULTS, PAYMENTS_PRODUCER, PAYMENTS_QUEUE, charge, payment_summary
+from evbroker.scenarios import FAULTS, payment_strikes, payment_summary, set_up_payments
 
 #: Cells where Redis may legitimately differ from the simulator, with why; empty when none does.
 KNOWN_DIFFERENCES: dict[tuple[str, str], str] = {}
@@ -38,33 +38,16 @@ def payments(
         raise one_of("payments: guarantee", guarantee, GUARANTEES)
     if fault not in FAULTS:
         raise one_of("payments: fault", fault, FAULTS)
-    victim = f"order-{(seed + 1) % orders + 1}"
-
-    def strikes(msg: Any) -> bool:
-        return msg.key == victim and msg.attempt == 1
-
-    worker_faults = {
-        "none": None,
-        "crash before processing": Faults(crash_before_process=strikes),
-        "crash before ack": Faults(crash_before_ack=strikes),
-        "lost ack": Faults(lose_ack=strikes),
-        "lost delivery": Faults(lose_delivery=strikes),
-        "slow consumer": Faults(slow=strikes, slow_by=ack_timeout + 1.0),
-        "producer retry": None,
-    }[fault]
-    publish_faults = Faults(lose_confirm=strikes) if fault == "producer retry" else None
-    b.queue(PAYMENTS_QUEUE, guarantee=guarantee, ack_timeout=ack_timeout)
-    b.worker(PAYMENTS_QUEUE, handler or charge, count=workers, service_time=1.0, faults=worker_faults)
-    for i in range(1, orders + 1):
-        order = f"order-{i}"
-        b.publish(
-            PAYMENTS_QUEUE,
-            {"order": order, "amount": 10 * i},
-            at=0.5 * (i - 1),
-            key=order,
-            by=PAYMENTS_PRODUCER,
-            faults=publish_faults,
-        )
+    set_up_payments(
+        b,
+        guarantee,
+        fault,
+        payment_strikes(seed, orders),
+        orders=orders,
+        workers=workers,
+        ack_timeout=ack_timeout,
+        handler=handler,
+    )
     b.run()
     return b
 

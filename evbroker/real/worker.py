@@ -31,8 +31,9 @@ from typing import Any
 import redis
 
 from evbroker.core.faults import NO_FAULTS, Faults
-from evbroker.core.message import REMEMBER_WHEN, Message
-from evbroker.errors import EvbrokerError, did_you_mean, one_of
+from evbroker.core.message import Message, check_effect_name, check_remember
+from evbroker.core.trace import row
+from evbroker.errors import EvbrokerError, did_you_mean
 from evbroker.real.keys import Keys
 
 #: Exit code of a worker that died of a fault it has already written into the trace.
@@ -115,18 +116,9 @@ if ARGV[10] ~= '1' then return false end
 )
 
 
-def _row(
-    t: float,
-    kind: str,
-    actor: str,
-    msg: str | None = None,
-    attempt: int | None = None,
-    detail: str = "",
-    to: str | None = None,
-    queue: str | None = None,
-    data: dict | None = None,
-) -> bytes:
-    return pickle.dumps((t, kind, actor, msg, attempt, detail, to, queue, data))
+def _row(*fields: Any) -> bytes:
+    """A trace row (:func:`evbroker.core.trace.row`), pickled for the broker's trace list."""
+    return pickle.dumps(row(*fields))
 
 
 def effect_detail(name: str, data: dict) -> str:
@@ -153,8 +145,7 @@ class RealContext:
 
     def effect(self, name: str, **data: Any) -> None:
         """Record a side effect, written to Redis with the commit."""
-        if not isinstance(name, str) or not name:
-            raise EvbrokerError(f"ctx.effect needs a non-empty name such as 'charge' (got {name!r})")
+        check_effect_name(name)
         self.effects.append((name, data))
 
     def publish(self, dest: str, payload: Any, key: Any = None) -> None:
@@ -185,15 +176,7 @@ class RealContext:
 
     def remember(self, key: Any, when: str = "commit") -> None:
         """Record ``key`` in this queue's dedupe store: at "commit" (right), "start" or "after-ack"."""
-        if when not in REMEMBER_WHEN:
-            raise one_of("ctx.remember(..., when=...)", when, REMEMBER_WHEN)
-        try:
-            hash(key)
-        except TypeError:
-            raise EvbrokerError(
-                f"ctx.remember needs a hashable key such as a string or a tuple (got {key!r}); "
-                "use e.g. msg.key or msg.payload['order']"
-            ) from None
+        check_remember(key, when)
         if when == "start":
             self._w.r.set(self._w.keys.remembered(self.queue, key), 1)
         else:
