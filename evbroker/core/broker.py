@@ -113,7 +113,7 @@ class _Worker:
     backlog: deque = field(default_factory=deque)  # pushed copies waiting for it: (copy, attempt, msg)
 
 
-class Broker:
+class Broker(setup_checks.DeclaredNames):
     """A deterministic, in-memory message broker on a virtual clock.
 
     >>> b = Broker(seed=0)
@@ -185,18 +185,6 @@ class Broker:
     def trace(self) -> Trace:
         """Everything that happened so far, as an :class:`~evbroker.Trace`."""
         return self._trace
-
-    @property
-    def topics(self) -> list[str]:
-        return list(self._topics)
-
-    @property
-    def queues(self) -> list[str]:
-        return list(self._queues)
-
-    @property
-    def workers(self) -> list[str]:
-        return list(self._workers)
 
     def topic(self, name: str) -> None:
         """Declare a topic: every queue bound to it gets its own copy of each message.
@@ -1104,17 +1092,6 @@ class Broker:
             return True
         return self.rng.random() < chance
 
-    def _check_new_name(self, name: object, what: str) -> None:
-        setup_checks.check_new_name(self._actors, name, what)
-
-    def _check_topic(self, topic: object, where: str) -> None:
-        setup_checks.check_topic(self._topics, self._queues, topic, where)
-
-    def _check_destination(self, dest: object, where: str) -> None:
-        setup_checks.check_destination(self._topics, self._queues, dest, where)
-
-    def _get_queue(self, name: object, where: str) -> _Queue:
-        return setup_checks.find_queue(self._queues, self._topics, name, where)
 
 
 def _effect_detail(name: str, data: dict) -> str:

@@ -171,6 +171,7 @@ def check_publisher(by: object, faults: object) -> None:
 
 __all__ = [
     "BIND_WHY",
+    "DeclaredNames",
     "bind_list",
     "check_destination",
     "check_handler",
@@ -185,3 +186,43 @@ __all__ = [
     "max_deliveries_error",
     "worker_names",
 ]
+
+
+class DeclaredNames:
+    """What a broker with the kit's set-up API says about its names, and the checks on them.
+
+    A broker that inherits it keeps ``_topics``, ``_queues``, ``_workers`` (name -> its own
+    record of each) and ``_actors`` (name -> "topic", "queue", "worker" or "producer").
+    """
+
+    _topics: dict[str, Any]
+    _queues: dict[str, Any]
+    _workers: dict[str, Any]
+    _actors: dict[str, str]
+    #: What follows "queues bind to topics" when a queue is named where a topic belongs.
+    _bind_why: str = BIND_WHY
+
+    @property
+    def topics(self) -> list[str]:
+        return list(self._topics)
+
+    @property
+    def queues(self) -> list[str]:
+        return list(self._queues)
+
+    @property
+    def workers(self) -> list[str]:
+        return list(self._workers)
+
+    def _check_new_name(self, name: object, what: str) -> None:
+        check_new_name(self._actors, name, what)
+
+    def _check_topic(self, topic: object, where: str) -> None:
+        check_topic(self._topics, self._queues, topic, where, self._bind_why)
+
+    def _check_destination(self, dest: object, where: str) -> None:
+        if dest not in self._topics and dest not in self._queues:
+            check_destination(self._topics, self._queues, dest, where)
+
+    def _get_queue(self, name: object, where: str) -> Any:
+        return find_queue(self._queues, self._topics, name, where)

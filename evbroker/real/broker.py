@@ -82,7 +82,7 @@ class _WorkerSpec:
     killed: bool = False
 
 
-class RedisBroker:
+class RedisBroker(setup_checks.DeclaredNames):
     """The kit's broker on a real Redis server: same handlers, same faults, same trace.
 
     >>> from evbroker.real import RedisBroker                       # doctest: +SKIP
@@ -102,6 +102,10 @@ class RedisBroker:
     - ``start_method``: "fork" (default where available: handlers defined in a notebook just
       work) or "spawn" (handlers must be importable functions).
     """
+
+    #: The set-up checks are the simulator's (:class:`~evbroker.core.setup_checks.DeclaredNames`);
+    #: only this one error is shorter here.
+    _bind_why = ""
 
     def __init__(
         self,
@@ -216,18 +220,6 @@ class RedisBroker:
         if self._t0 is None:
             return 0.0
         return round((time.monotonic() - self._t0) / self.time_unit, 3)
-
-    @property
-    def topics(self) -> list[str]:
-        return list(self._topics)
-
-    @property
-    def queues(self) -> list[str]:
-        return list(self._queues)
-
-    @property
-    def workers(self) -> list[str]:
-        return list(self._workers)
 
     def stream(self, name: str) -> str:
         """The Redis key of a topic's stream, or of a queue's own stream (``"<queue>.dead"``: its dead letters)."""
@@ -778,20 +770,6 @@ class RedisBroker:
         where = "embedded" if self._server.embedded else self.url
         state = "closed" if self._closed else f"t={self.now:g}"
         return f"<RedisBroker {where} {state} topics={self.topics} queues={self.queues} workers={self.workers}>"
-
-    # ------------------------------------------------------------------ validation (as eb.Broker)
-
-    def _check_new_name(self, name: object, what: str) -> None:
-        setup_checks.check_new_name(self._actors, name, what)
-
-    def _check_topic(self, topic: object, where: str) -> None:
-        setup_checks.check_topic(self._topics, self._queues, topic, where, why="")
-
-    def _check_destination(self, dest: object, where: str) -> None:
-        setup_checks.check_destination(self._topics, self._queues, dest, where)
-
-    def _get_queue(self, name: object, where: str) -> _QueueSpec:
-        return setup_checks.find_queue(self._queues, self._topics, name, where)
 
 
 def _decode_rows(raw: bytes) -> list[tuple]:
