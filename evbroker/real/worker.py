@@ -229,6 +229,10 @@ class WorkerLoop:
             return False
         return chance >= 1 or self.rng.random() < chance
 
+    def row(self, t: float, kind: str, msg: Message, detail: str, to: str | None = None) -> bytes:
+        """A trace row of this worker about ``msg`` (its id, attempt and this queue), pickled."""
+        return _row(t, kind, self.name, msg.id, msg.attempt, detail, to, self.queue)
+
     def tell(self) -> None:
         with contextlib.suppress(OSError, ValueError):
             self.notify.send_bytes(b".")
@@ -391,20 +395,10 @@ class WorkerLoop:
         self.process(stream, eid, msg, now)
 
     def _dedup_ack(self, stream: str, eid: bytes, msg: Message, now: float) -> None:
-        q = self.queue
         p = self.r.pipeline()
         p.rpush(
             self.keys.trace,
-            _row(
-                now,
-                "dedup",
-                self.name,
-                msg.id,
-                msg.attempt,
-                "already processed: acked without running the handler",
-                None,
-                q,
-            ),
+            self.row(now, "dedup", msg, "already processed: acked without running the handler"),
         )
         self._ack(p, stream, eid, msg, now)
         p.hset(self.keys.busy, self.name, "")
@@ -421,8 +415,8 @@ class WorkerLoop:
             self.keys.trace,
             q,
             eid,
-            _row(now, "ack", self.name, msg.id, msg.attempt, "", q, q),
-            _row(now, "late-ack", self.name, msg.id, msg.attempt, late, q, q),
+            self.row(now, "ack", msg, "", q),
+            self.row(now, "late-ack", msg, late, q),
         )
 
     def process(self, stream: str, eid: bytes, msg: Message, start: float) -> None:
@@ -446,31 +440,20 @@ class WorkerLoop:
             detail = f"slow: takes {duration:g} (ack_timeout {self.ack_timeout:g})"
         else:
             detail = f"takes {duration:g}"
-        rows = [_row(start, "process", self.name, msg.id, msg.attempt, detail, None, q)]
+        rows = [self.row(start, "process", msg, detail)]
         if duration * self.time_unit >= 0.005:  # long work: show it under way (a kill then cuts the bar short)
             self.r.rpush(keys.trace, rows.pop())
         lost = "worker crashed during processing" if self.noack else None
         if f.crash_during_process and self.draw(f.crash_during_process, msg):
             time.sleep(duration * self.time_unit / 2)
-            rows.append(
-                _row(
-                    self.now(),
-                    "crash",
-                    self.name,
-                    msg.id,
-                    msg.attempt,
-                    "during processing: the work was never committed",
-                    None,
-                    q,
-                )
-            )
+            rows.append(self.row(self.now(), "crash", msg, "during processing: the work was never committed"))
             self.die(self.r.pipeline(), rows, msg, lost)
         if duration * self.time_unit >= 1e-6:
             time.sleep(duration * self.time_unit)
         now = self.now()
         if error is not None:
             reason = f"handler raised {type(error).__name__}: {error}"
-            rows.append(_row(now, "handler-error", self.name, msg.id, msg.attempt, reason, None, q))
+            rows.append(self.row(now, "handler-error", msg, reason))
             p = self.r.pipeline()
             if self.noack:
                 rows.append(_row(now, "lost", q, msg.id, msg.attempt, reason, None, q))
@@ -492,13 +475,13 @@ class WorkerLoop:
             if crash:
                 p.rpush(
                     keys.trace,
-                    _row(now, "crash", self.name, msg.id, msg.attempt, "after processing, before the ack", None, q),
+                    self.row(now, "crash", msg, "after processing, before the ack"),
                 )
             elif not self.noack:
                 if lose_ack:
                     p.rpush(
                         keys.trace,
-                        _row(now, "ack-lost", self.name, msg.id, msg.attempt, "the broker never hears it", q, q),
+                        self.row(now, "ack-lost", msg, "the broker never hears it", q),
                     )
                 else:
                     self._ack(p, stream, eid, msg, now)
@@ -554,8 +537,8 @@ class WorkerLoop:
             eid,
             name,
             ack,
-            _row(now, "ack", name, msg.id, msg.attempt, "", q, q),
-            _row(now, "late-ack", name, msg.id, msg.attempt, late, q, q),
+            self.row(now, "ack", msg, "", q),
+            self.row(now, "late-ack", msg, late, q),
             len(rows),
             len(effects),
             "0" if how == "crash" else "1",
@@ -593,18 +576,7 @@ class WorkerLoop:
             if conflict:
                 p.unwatch()
                 p.multi()
-                rows.append(
-                    _row(
-                        now,
-                        "dedup",
-                        self.name,
-                        msg.id,
-                        msg.attempt,
-                        f"{conflict}: rolled back, nothing applied",
-                        None,
-                        q,
-                    )
-                )
+                rows.append(self.row(now, "dedup", msg, f"{conflict}: rolled back, nothing applied"))
                 p.rpush(keys.trace, *rows)
                 return p
             p.multi()
@@ -630,7 +602,7 @@ class WorkerLoop:
             p.set(keys.done(q, msg.id), 1)
         p.hincrby(self.stats, "processed", 1)
         p.sadd(keys.unique(q), msg.id)
-        rows.append(_row(now, "complete", self.name, msg.id, msg.attempt, "", None, q))
+        rows.append(self.row(now, "complete", msg, ""))
         for mid, (dest, payload, key) in zip(ids, ctx.publications, strict=True):
             published = publish_into(p, self.keys, self.spec["topics"], now, mid, dest, payload, key, self.name)
             rows.extend(pickle.dumps(r) for r in published)
@@ -643,16 +615,7 @@ class WorkerLoop:
         if idem is not None and not self.r.sadd(keys.calls(system), repr(idem)):
             self.r.rpush(
                 keys.trace,
-                _row(
-                    now,
-                    "dedup",
-                    self.name,
-                    msg.id,
-                    msg.attempt,
-                    f"{system} already saw idempotency key {idem!r}: call dropped",
-                    None,
-                    q,
-                ),
+                self.row(now, "dedup", msg, f"{system} already saw idempotency key {idem!r}: call dropped"),
             )
             return False
         p = self.r.pipeline()
