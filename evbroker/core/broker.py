@@ -22,6 +22,7 @@ from evbroker.core.payloads import ATOMS, snapshot
 from evbroker.core.presets import check_crash_detection, check_prefetch, get_preset
 from evbroker.core.scheduler import COMPLETE, PUBLISH, RESTART, SKIP, TIMEOUT, Entry, Scheduler
 from evbroker.core.trace import Trace
+from evbroker.core.trace import effect_detail as _effect_detail
 from evbroker.core.trace import row as _row
 from evbroker.core.validate import (
     check_hashable,
@@ -1091,8 +1092,3 @@ class Broker(setup_checks.DeclaredNames):
         if chance >= 1:
             return True
         return self.rng.random() < chance
-
-
-
-def _effect_detail(name: str, data: dict) -> str:
-    return " ".join([name, *(f"{k}={v}" for k, v in data.items())])

@@ -88,6 +88,11 @@ def row(
     return (time, kind, actor, msg, attempt, detail, to, queue, data)
 
 
+def effect_detail(name: str, data: dict) -> str:
+    """An effect's or outside call's detail text in the trace: ``charge order=order-1 amount=10``."""
+    return " ".join([name, *(f"{k}={v}" for k, v in data.items())])
+
+
 def rows(cells: list) -> Iterator[tuple]:
     """The events of a flat record, each as a plain tuple of its nine fields."""
     return zip(*[iter(cells)] * WIDTH, strict=True)

@@ -32,7 +32,7 @@ import redis
 
 from evbroker.core.faults import NO_FAULTS, Faults
 from evbroker.core.message import Message, check_effect_name, check_remember
-from evbroker.core.trace import row
+from evbroker.core.trace import effect_detail, row
 from evbroker.errors import EvbrokerError, did_you_mean
 from evbroker.real.keys import Keys
 
@@ -119,10 +119,6 @@ if ARGV[10] ~= '1' then return false end
 def _row(*fields: Any) -> bytes:
     """A trace row (:func:`evbroker.core.trace.row`), pickled for the broker's trace list."""
     return pickle.dumps(row(*fields))
-
-
-def effect_detail(name: str, data: dict) -> str:
-    return " ".join([name, *(f"{k}={v}" for k, v in data.items())])
 
 
 class RealContext:
@@ -229,9 +225,11 @@ class WorkerLoop:
             return False
         return chance >= 1 or self.rng.random() < chance
 
-    def row(self, t: float, kind: str, msg: Message, detail: str, to: str | None = None) -> bytes:
+    def row(
+        self, t: float, kind: str, msg: Message, detail: str, to: str | None = None, data: dict | None = None
+    ) -> bytes:
         """A trace row of this worker about ``msg`` (its id, attempt and this queue), pickled."""
-        return _row(t, kind, self.name, msg.id, msg.attempt, detail, to, self.queue)
+        return _row(t, kind, self.name, msg.id, msg.attempt, detail, to, self.queue, data)
 
     def tell(self) -> None:
         with contextlib.suppress(OSError, ValueError):
@@ -581,19 +579,7 @@ class WorkerLoop:
                 return p
             p.multi()
         for name, data in ctx.effects:
-            rows.append(
-                _row(
-                    now,
-                    "effect",
-                    self.name,
-                    msg.id,
-                    msg.attempt,
-                    effect_detail(name, data),
-                    None,
-                    q,
-                    {"name": name, **data},
-                )
-            )
+            rows.append(self.row(now, "effect", msg, effect_detail(name, data), data={"name": name, **data}))
             p.rpush(keys.effects, pickle.dumps((now, name, self.name, q, msg.id, msg.attempt, msg.key, data)))
         for k, when in ctx.remembered:
             if when == "commit":
@@ -622,17 +608,7 @@ class WorkerLoop:
         p.rpush(keys.effects, pickle.dumps((now, system, self.name, q, msg.id, msg.attempt, msg.key, data)))
         p.rpush(
             keys.trace,
-            _row(
-                now,
-                "effect",
-                self.name,
-                msg.id,
-                msg.attempt,
-                "call " + effect_detail(system, data),
-                None,
-                q,
-                {"name": system, **data},
-            ),
+            self.row(now, "effect", msg, "call " + effect_detail(system, data), data={"name": system, **data}),
         )
         p.execute()
         return True
