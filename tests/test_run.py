@@ -164,3 +164,19 @@ def test_max_events_counts_what_happens_not_what_was_cancelled():
     assert enough.now == 6
     with pytest.raises(eb.EvbrokerError, match=r"run did not settle after 3 events \(now t=6\)"):
         setup(3).run()
+
+
+def test_effects_from_start_give_only_what_is_new_to_a_reader_that_keeps_its_place():
+    b = eb.Broker(seed=0)
+    b.queue("jobs")
+    b.worker("jobs", lambda msg, ctx: ctx.effect("done", n=msg.payload))
+    for n in range(3):
+        b.publish("jobs", n)
+    b.run(until=1.5)
+    seen = b.effects()
+    b.run()
+    new = b.effects(start=len(seen))
+    assert [e["n"] for e in seen] + [e["n"] for e in new] == [e["n"] for e in b.effects()] == [0, 1, 2]
+    assert new and b.effects("done", start=len(b.effects())) == []
+    with pytest.raises(eb.EvbrokerError, match=r"effects: start must be a whole number >= 0 \(got -1\)"):
+        b.effects(start=-1)

@@ -1058,18 +1058,27 @@ class Broker(setup_checks.DeclaredNames):
             "pending": len(q.ready) + q.inflight + q.waiting,
         }
 
-    def effects(self, name: str | None = None) -> list[Effect]:
+    def effects(self, name: str | None = None, *, start: int = 0) -> list[Effect]:
         """Side effects that took effect (all, or those called ``name``), in the order they did.
 
         Database writes (``ctx.effect``) count when their work commits; outside calls
         (``ctx.call``, ``Effect.kind == "call"``) count when the handler makes them, unless the
         outside system dropped a repeat of an idempotency key it had seen. ``name`` may be an
         effect name or an outside system's name.
+
+        ``start`` skips the first ``start`` effects of the whole record: a reader that keeps its
+        place (``start = how many it has read``) gets only what is new, without re-reading the rest.
         """
+        if not is_whole(start) or start < 0:
+            raise EvbrokerError(
+                f"effects: start must be a whole number >= 0 (got {start!r}); it is how many effects "
+                "you have already read, e.g. start=len(seen)"
+            )
+        effects = self._effects[start:] if start else self._effects
         if name is None:
-            return list(self._effects)
-        found = [e for e in self._effects if e.name == name]
-        if not found and self._effects:
+            return list(effects)
+        found = [e for e in effects if e.name == name]
+        if not found and not start and self._effects:
             guards.warn_effect_name(name, self._effects)
         return found
 

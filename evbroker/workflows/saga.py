@@ -332,18 +332,18 @@ class Saga:
         log = self._logs.get(b)
         if log is None:
             log = self._logs[b] = _Log()
-        effects = b._effects
-        if log.read < len(effects):
+        new = b.effects(start=log.read)
+        if new:
             entries = log.entries
             name = self.name
-            for e in effects[log.read :]:
+            for e in new:
                 if e.name == LOG:
                     d = e.data
                     if d.get("saga") == name:
                         entries.setdefault(d["instance"], []).append(
                             (e.time, d.get("step"), d["status"], d.get("detail", ""))
                         )
-            log.read = len(effects)
+            log.read += len(new)
         state = self.blank_state(instance)
         for entry in log.entries.get(instance, ()):
             state.apply(*entry)
