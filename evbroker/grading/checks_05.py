@@ -45,6 +45,8 @@ PRODUCER = "checkout"
 CUSTOMERS = ("ada", "grace", "alan", "edsger")
 #: Each fault schedule: (worker faults, producer faults), each struck with this chance.
 CHANCE = 0.3
+#: The faults every searched check of this exercise places: each a consumer meets, and a producer's retry.
+SEARCHED_FAULTS = ("crash_during_process", "crash_before_ack", "lose_ack", "slow", "lose_confirm")
 
 
 def _schedules(*, slow_by: float) -> dict[str, tuple[eb.Faults | None, eb.Faults | None]]:
@@ -189,13 +191,7 @@ def _judge_payments(run: Run) -> None:
     expect_each_order_charged(run, at_most_once=True, work_of=lambda e: installment_label(e["order"], e["installment"]))
 
 
-PAYMENT_SEARCH = Search(
-    searched_installments,
-    _judge_payments,
-    ("crash_during_process", "crash_before_ack", "lose_ack", "slow", "lose_confirm"),
-    max_faults=2,
-    slow_by=3.0,
-)
+PAYMENT_SEARCH = Search(searched_installments, _judge_payments, SEARCHED_FAULTS, max_faults=2, slow_by=3.0)
 
 
 @register("05-payment-handler", points=3, title="an idempotent payment handler")
@@ -319,7 +315,7 @@ def searched_shipping(ship: Callable[[eb.Message, eb.Context], Any], faults: eb.
 SHIPPING_SEARCH = Search(
     searched_shipping,
     _judge_shipping,
-    ("crash_during_process", "crash_before_ack", "lose_ack", "slow", "lose_confirm"),
+    SEARCHED_FAULTS,
     max_faults=2,
     slow_by=3.0,
     queues=("shipping",),
@@ -455,13 +451,7 @@ def searched_refunds(refund: Callable[[eb.Message, eb.Context], Any], faults: eb
     return run
 
 
-REFUND_SEARCH = Search(
-    searched_refunds,
-    lambda run: _judge_refunds(run),
-    ("crash_during_process", "crash_before_ack", "lose_ack", "slow", "lose_confirm"),
-    max_faults=2,
-    slow_by=3.0,
-)
+REFUND_SEARCH = Search(searched_refunds, lambda run: _judge_refunds(run), SEARCHED_FAULTS, max_faults=2, slow_by=3.0)
 
 
 @register("05-idempotent-refund", points=2, title="an idempotent refund")
@@ -594,13 +584,7 @@ def _judge_provider(run: Run) -> None:
         raise
 
 
-PROVIDER_SEARCH = Search(
-    searched_provider_charges,
-    _judge_provider,
-    ("crash_during_process", "crash_before_ack", "lose_ack", "slow", "lose_confirm"),
-    max_faults=2,
-    slow_by=3.0,
-)
+PROVIDER_SEARCH = Search(searched_provider_charges, _judge_provider, SEARCHED_FAULTS, max_faults=2, slow_by=3.0)
 
 
 @register("05-provider-charge", points=2, title="a card charge safe to repeat")
