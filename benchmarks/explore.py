@@ -31,11 +31,23 @@ from collections.abc import Callable
 from typing import Any
 
 import evbroker as eb
+from evbroker.build import ROOT
 from evbroker.core.explore import FAULT_KINDS, _Search
 from evbroker.grading import CheckFailed, score
 from evbroker.grading import checks_04 as ex04
 from evbroker.grading import checks_05 as ex05
-from evbroker.grading.authoring import trials
+
+sys.path.insert(0, str(ROOT / "tests"))  # the wrong answers the checks' tests reject
+from test_checks_04 import declaring, random_failures_of, setting_up
+from test_checks_05 import (
+    by_payment,
+    calling,
+    charging,
+    claim_then_call,
+    claim_then_charge,
+    refunding,
+    shipping,
+)
 
 CHECK_TARGET_S = 2.0
 LESSON_TARGET_S = 5.0
@@ -106,118 +118,17 @@ def outcome(check_id: str, answer: Any) -> str:
     return "passed"
 
 
-def by_payment(msg: eb.Message) -> tuple:
-    return (msg.key, msg.payload["installment"])
+def seeds(module: Any, check_id: str) -> Callable[[Any], None]:
+    """The 20 random seeds a check runs after it searched: every seed under every fault, until one fails."""
+    return lambda answer: next(random_failures_of(module, check_id, answer, module.SEEDS), None)
 
 
-def payment_handler(key: Callable, when: str = "commit") -> Callable:
-    def charge_card(msg: eb.Message, ctx: eb.Context) -> None:
-        if ctx.seen(key(msg)):
-            return
-        ctx.effect("charge", order=msg.key, installment=msg.payload["installment"], amount=msg.payload["amount"])
-        ctx.remember(key(msg), when=when)
-
-    return charge_card
-
-
-def setting_up(**options: Any) -> Callable:
-    def setup_payments(b: eb.Broker, faults: eb.Faults) -> None:
-        b.queue("payments", **options)
-        b.worker("payments", ex04.charge, count=2, service_time=1.0, faults=faults)
-
-    return setup_payments
-
-
-def seeds(scenario: Callable, faults: dict, judge: Callable) -> Callable[[Any], None]:
-    """The 20 random seeds a check ran before it searched: every seed under every fault, until one fails."""
-
-    def run(answer: Any) -> None:
-        for t in trials(seeds=ex04.SEEDS, fault=faults):
-            try:
-                judge(scenario(answer, t.seed, t.labels["fault"]))
-            except CheckFailed:
-                return
-
-    return run
-
-
-random_seeds_04 = seeds(ex04.fixed_payments, ex04.FIX_FAULTS, ex04._judge_fixed)
-random_seeds_04_config = seeds(ex04.configured_payments, ex04.CONFIG_FAULTS, ex04._judge_configured)
-random_seeds_05 = seeds(ex05.paid_installments, ex05.PAYMENT_FAULTS, ex05._judge_payments)
-random_seeds_05_ship = seeds(ex05.shipped_orders, ex05.SHIPPING_FAULTS, ex05._judge_shipping)
-random_seeds_05_refund = seeds(
-    ex05.refunded_orders, ex05.REFUND_FAULTS, lambda run: ex05._judge_refunds(run, run.broker.seed)
-)
-random_seeds_05_provider = seeds(ex05.provider_charges, ex05.PROVIDER_FAULTS, ex05._judge_provider)
-
-
-def declaring(**options: Any) -> Callable:
-    def declare_payments(b: eb.Broker) -> None:
-        b.queue("payments", **options)
-
-    return declare_payments
-
-
-def shipping(key: Callable) -> Callable:
-    def ship(msg: eb.Message, ctx: eb.Context) -> None:
-        if ctx.seen(key(msg)):
-            return
-        ctx.effect("label", order=msg.key, address=msg.payload["address"])
-        ctx.publish("order.shipped", {"order": msg.key}, key=msg.key)
-        ctx.remember(key(msg))
-
-    return ship
-
-
-def claim_then_charge(msg: eb.Message, ctx: eb.Context) -> None:
-    """A wrong handler that passes 100 random seeds: the search must go to two faults to catch it."""
-    payment = by_payment(msg)
-    if msg.attempt == 1 and ctx.seen(payment):
-        return
-    ctx.remember(payment, when="start")
-    ctx.effect("charge", order=msg.key, installment=msg.payload["installment"], amount=msg.payload["amount"])
-    ctx.remember(msg.id)
-
-
-def calling(key: Callable | None) -> Callable:
-    def charge_at_provider(msg: eb.Message, ctx: eb.Context) -> None:
-        ctx.call(
-            "charge",
-            idempotency_key=None if key is None else key(msg),
-            order=msg.key,
-            installment=msg.payload["installment"],
-            amount=msg.payload["amount"],
-        )
-
-    return charge_at_provider
-
-
-def claim_then_call(msg: eb.Message, ctx: eb.Context) -> None:
-    """The same mistake at the payment provider, keyed by message id: caught by two faults only."""
-    payment = by_payment(msg)
-    if msg.attempt == 1 and ctx.seen(payment):
-        return
-    ctx.remember(payment, when="start")
-    ctx.call(
-        "charge",
-        idempotency_key=msg.id,
-        order=msg.key,
-        installment=msg.payload["installment"],
-        amount=msg.payload["amount"],
-    )
-
-
-def refunding(note_when_skipping: bool = True) -> Callable:
-    def refund(msg: eb.Message, ctx: eb.Context) -> None:
-        if ctx.seen((msg.key, "refund")):
-            return
-        charged = ctx.seen((msg.key, "charge"))
-        if charged:
-            ctx.effect("refund", order=msg.key, amount=msg.payload["amount"])
-        if charged or note_when_skipping:
-            ctx.remember((msg.key, "refund"))
-
-    return refund
+random_seeds_04 = seeds(ex04, "04-fix-double-charge")
+random_seeds_04_config = seeds(ex04, "04-no-order-lost")
+random_seeds_05 = seeds(ex05, "05-payment-handler")
+random_seeds_05_ship = seeds(ex05, "05-fix-shipping")
+random_seeds_05_refund = seeds(ex05, "05-idempotent-refund")
+random_seeds_05_provider = seeds(ex05, "05-provider-charge")
 
 
 def main(repeats: int) -> int:
@@ -243,19 +154,24 @@ def main(repeats: int) -> int:
         ("04-no-order-lost", "ack_timeout=60 (wrong)", declaring(ack_timeout=60.0), random_seeds_04_config),
         ("04-fix-double-charge", "exactly-once (right)", setting_up(guarantee="exactly-once"), random_seeds_04),
         ("04-fix-double-charge", "at-least-once (wrong)", setting_up(guarantee="at-least-once"), random_seeds_04),
-        ("05-payment-handler", "(order, installment) (right)", payment_handler(by_payment), random_seeds_05),
+        ("05-payment-handler", "(order, installment) (right)", charging(by_payment), random_seeds_05),
         (
             "05-payment-handler",
             "(order, amount) (wrong)",
-            payment_handler(lambda m: (m.key, m.payload["amount"])),
+            charging(lambda m: (m.key, m.payload["amount"])),
             random_seeds_05,
         ),
-        ("05-payment-handler", 'when="after-ack" (wrong)', payment_handler(by_payment, "after-ack"), random_seeds_05),
+        ("05-payment-handler", 'when="after-ack" (wrong)', charging(by_payment, "after-ack"), random_seeds_05),
         ("05-payment-handler", "claim, then charge (wrong)", claim_then_charge, random_seeds_05),
         ("05-fix-shipping", "msg.key (right)", shipping(lambda m: m.key), random_seeds_05_ship),
         ("05-fix-shipping", "msg.id (wrong)", shipping(lambda m: m.id), random_seeds_05_ship),
         ("05-idempotent-refund", "note every refund (right)", refunding(), random_seeds_05_refund),
-        ("05-idempotent-refund", "no note when skipped (wrong)", refunding(False), random_seeds_05_refund),
+        (
+            "05-idempotent-refund",
+            "no note when skipped (wrong)",
+            refunding(note_when_skipping=False),
+            random_seeds_05_refund,
+        ),
         ("05-provider-charge", "key (order, installment) (right)", calling(by_payment), random_seeds_05_provider),
         ("05-provider-charge", "no key (wrong)", calling(None), random_seeds_05_provider),
         ("05-provider-charge", "key msg.id (wrong)", calling(lambda m: m.id), random_seeds_05_provider),

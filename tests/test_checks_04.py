@@ -21,7 +21,7 @@ from evbroker.grading import checks_04 as ex04
 from evbroker.grading.cells import grade_id, graded_cells, is_answer, is_graded
 from evbroker.grading.execution import run_notebook
 from evbroker.grading.marking import UNANSWERED, mark
-from evbroker.grading.search import explore_answer
+from evbroker.grading.search import explore_answer, sampled_failures
 
 SOLUTION = ROOT / "solutions" / "04_delivery_guarantees.ipynb"
 EXERCISE = ROOT / "exercises" / "04_delivery_guarantees.ipynb"
@@ -77,15 +77,36 @@ def assert_shipped_exercise_fails_only_for_missing_answers(path):
     assert questions and all(q.status == UNANSWERED and q.points == 0 for q in questions), questions
 
 
-# ---------------------------------------------------------------------------- checks
-
-
-def rejected(check_id, answer):
-    """The failure the check gives ``answer`` (the test fails if the check accepts it)."""
+def rejected(check_id, answer, hiding=()):
+    """The failure the check gives ``answer`` (the test fails if the check accepts it); none of
+    ``hiding`` (text that would give the answer away) may be in it."""
     with pytest.raises(CheckFailed) as info:
         score(check_id, answer)
     assert not isinstance(info.value, NotAnswered)
-    return str(info.value)
+    message = str(info.value)
+    for text in hiding:
+        assert text not in message, message
+    return message
+
+
+def assert_rejected_saying(check_id, name, answer, phrases, hiding=()):
+    """A searched check rejects ``answer`` saying each of ``phrases`` and how to replay its schedule."""
+    message = rejected(check_id, answer, hiding)
+    for phrase in phrases:
+        assert phrase in message, message
+    call = f"ex{check_id[:2]}.replay_schedule({check_id!r}, {name}, ["
+    assert re.search(r"Replay: the schedule \[.*\]\. To watch it: b = " + re.escape(call), message), message
+    return message
+
+
+def random_failures_of(module, check_id, answer, seeds):
+    """Each (seed, fault) run of a check's random phase, over ``seeds``, that rejects ``answer``."""
+    sampled, faults = module._REPLAYS[check_id]
+    judge = module._SEARCHES[check_id].judge
+    return ((seed, fault) for seed, fault, _ in sampled_failures(sampled, faults, judge, answer, seeds))
+
+
+# ---------------------------------------------------------------------------- checks
 
 
 def charge(msg, ctx):
@@ -197,16 +218,8 @@ NO_ORDER_LOST_WRONG = {
 @pytest.mark.parametrize("case", NO_ORDER_LOST_WRONG, ids=str)
 def test_a_queue_that_loses_or_storms_is_rejected_in_the_learners_terms(case):
     answer, phrases = NO_ORDER_LOST_WRONG[case]
-    message = rejected("04-no-order-lost", answer)
-    for phrase in phrases:
-        assert phrase in message, message
-    assert re.search(
-        r"Replay: the schedule \[.*\]\. To watch it: b = ex04\.replay_schedule\('04-no-order-lost', "
-        r"declare_payments, \[",
-        message,
-    )
-    for answer_text in ("at-least-once", "exactly-once", "ack_timeout="):
-        assert answer_text not in message, message
+    hiding = ("at-least-once", "exactly-once", "ack_timeout=")
+    assert_rejected_saying("04-no-order-lost", "declare_payments", answer, phrases, hiding)
 
 
 def test_declaring_the_wrong_queue_or_starting_workers_is_explained():
@@ -263,15 +276,7 @@ FIX_WRONG = {
 @pytest.mark.parametrize("case", FIX_WRONG, ids=str)
 def test_a_fix_that_still_double_charges_or_loses_orders_is_rejected(case):
     answer, phrases = FIX_WRONG[case]
-    message = rejected("04-fix-double-charge", answer)
-    for phrase in phrases:
-        assert phrase in message, message
-    assert re.search(
-        r"Replay: the schedule \[.*\]\. To watch it: b = ex04\.replay_schedule\('04-fix-double-charge', "
-        r"setup_payments, \[",
-        message,
-    )
-    assert "exactly-once" not in message, message
+    assert_rejected_saying("04-fix-double-charge", "setup_payments", answer, phrases, ("exactly-once",))
 
 
 def test_a_set_up_that_drops_its_faults_is_still_broken_by_the_check():
@@ -387,12 +392,7 @@ def test_the_shipped_exercise_fails_only_where_answers_are_missing():
 
 def first_random_failure(answer, seeds=range(100)):
     """The first (seed, fault) run of 04-no-order-lost's random phase over ``seeds`` that rejects ``answer``."""
-    for t in ex04.trials(seeds=seeds, fault=ex04.CONFIG_FAULTS):
-        try:
-            ex04._judge_configured(ex04.configured_payments(answer, t.seed, t.labels["fault"]))
-        except CheckFailed:
-            return (t.seed, t.labels["fault"])
-    return None
+    return next(random_failures_of(ex04, "04-no-order-lost", answer, seeds), None)
 
 
 QUEUE_SET_UPS = {

@@ -13,10 +13,13 @@ from collections import Counter
 
 import pytest
 from test_checks_04 import (
+    assert_rejected_saying,
     assert_scenario_shown_in_markdown,
     assert_shipped_exercise_fails_only_for_missing_answers,
+    random_failures_of,
     solution_namespace,
 )
+from test_checks_04 import rejected as rejected_hiding
 
 import evbroker as eb
 from evbroker.build import ROOT
@@ -37,14 +40,13 @@ def solution():
 
 
 def rejected(check_id, answer):
-    """The failure the check gives ``answer`` (the test fails if the check accepts it)."""
-    with pytest.raises(CheckFailed) as info:
-        score(check_id, answer)
-    assert not isinstance(info.value, NotAnswered)
-    message = str(info.value)
-    for text in ANSWER_TEXT:
-        assert text not in message, message
-    return message
+    """The failure the check gives ``answer`` (the test fails if the check accepts it), without the answer."""
+    return rejected_hiding(check_id, answer, hiding=ANSWER_TEXT)
+
+
+def random_failures(check_id, answer, seeds=range(100)):
+    """The (seed, fault) runs of a check's random phase, over ``seeds``, that reject ``answer``."""
+    return list(random_failures_of(ex05, check_id, answer, seeds))
 
 
 def replay_of(message):
@@ -157,11 +159,7 @@ PAYMENT_WRONG = {
 @pytest.mark.parametrize("case", PAYMENT_WRONG, ids=str)
 def test_a_payment_handler_that_charges_twice_or_never_is_rejected(case):
     answer, phrases = PAYMENT_WRONG[case]
-    message = rejected("05-payment-handler", answer)
-    for phrase in phrases:
-        assert phrase in message, message
-    assert "To watch it: b = ex05.replay_schedule('05-payment-handler', charge_card, [" in message
-    assert "in the trace:" in message
+    assert_rejected_saying("05-payment-handler", "charge_card", answer, [*phrases, "in the trace:"], ANSWER_TEXT)
 
 
 @pytest.mark.parametrize(
@@ -258,10 +256,7 @@ SHIPPING_WRONG = {
 @pytest.mark.parametrize("case", SHIPPING_WRONG, ids=str)
 def test_a_shipping_fix_that_still_labels_twice_or_never_is_rejected(case):
     answer, phrases = SHIPPING_WRONG[case]
-    message = rejected("05-fix-shipping", answer)
-    for phrase in phrases:
-        assert phrase in message, message
-    assert "To watch it: b = ex05.replay_schedule('05-fix-shipping', ship, [" in message
+    assert_rejected_saying("05-fix-shipping", "ship", answer, phrases, ANSWER_TEXT)
 
 
 def test_a_double_order_shipped_event_is_caught_even_with_one_label():
@@ -337,10 +332,7 @@ REFUND_WRONG = {
 @pytest.mark.parametrize("case", REFUND_WRONG, ids=str)
 def test_a_refund_that_pays_twice_or_wrongly_is_rejected(case):
     answer, phrases = REFUND_WRONG[case]
-    message = rejected("05-idempotent-refund", answer)
-    for phrase in phrases:
-        assert phrase in message, message
-    assert "To watch it: b = ex05.replay_schedule('05-idempotent-refund', refund, [" in message
+    assert_rejected_saying("05-idempotent-refund", "refund", answer, phrases, ANSWER_TEXT)
 
 
 def test_the_refund_scenario_covers_every_case_for_every_seed():
@@ -410,10 +402,7 @@ PROVIDER_WRONG = {
 @pytest.mark.parametrize("case", PROVIDER_WRONG, ids=str)
 def test_a_provider_charge_that_charges_twice_or_never_is_rejected(case):
     answer, phrases = PROVIDER_WRONG[case]
-    message = rejected("05-provider-charge", answer)
-    for phrase in phrases:
-        assert phrase in message, message
-    assert "To watch it: b = ex05.replay_schedule('05-provider-charge', charge_at_provider, [" in message
+    assert_rejected_saying("05-provider-charge", "charge_at_provider", answer, phrases, ANSWER_TEXT)
 
 
 def test_without_a_key_a_crash_after_the_call_charges_twice_under_exactly_once():
@@ -438,29 +427,16 @@ def test_with_the_key_the_provider_drops_every_repeat(solution):
 
 def claim_then_charge(msg, ctx):
     """Claims each payment before charging it, and redoes the work on a redelivery (the claim may
-    be all that is left of a worker that died), marking the message done with the charge."""
+    be all that is left of a worker that died), marking the message done with the charge.
+
+    Each fault alone is survived: a crash halfway is redone, a slow first delivery is rolled back
+    by the message id, a retry is skipped."""
     payment = (msg.key, msg.payload["installment"])
     if msg.attempt == 1 and ctx.seen(payment):  # a producer's retry of a payment already claimed
         return
     ctx.remember(payment, when="start")
     ctx.effect("charge", order=msg.key, installment=msg.payload["installment"], amount=msg.payload["amount"])
     ctx.remember(msg.id)
-
-
-def test_a_handler_that_passes_100_random_seeds_is_caught_by_the_search():
-    """Each fault alone is survived: a crash halfway is redone, a slow first delivery is rolled back
-    by the message id, a retry is skipped. A retry that is itself slow is redelivered as attempt 2,
-    which skips the check and charges again: two faults of two kinds, which no random seed (one
-    kind of fault at a time) ever combines."""
-    for seed in range(100):
-        for fault in ex05.PAYMENT_FAULTS:
-            ex05._judge_payments(ex05.paid_installments(claim_then_charge, seed, fault))
-    message = rejected("05-payment-handler", claim_then_charge)
-    assert message.startswith(
-        "Under these 2 faults (m1 publish: the producer never hears the confirm and publishes again; "
-        "m4 delivery 1: the worker is slow)"
-    )
-    assert "was charged twice" in message
 
 
 def test_the_searched_failure_is_the_smallest_schedule_and_replays():
@@ -508,7 +484,8 @@ def claim_then_ship(msg, ctx):
 
 
 def claim_then_refund(msg, ctx):
-    """The same mistake in a refund: a redelivered refund skips the check."""
+    """The same mistake in a refund: a redelivered refund skips the claim check and refunds again;
+    the claim, written at the start, keeps a producer's retry out."""
     claim = (msg.key, "refund")
     if msg.attempt == 1 and ctx.seen(claim):
         return
@@ -516,19 +493,6 @@ def claim_then_refund(msg, ctx):
     if ctx.seen((msg.key, "charge")):
         ctx.effect("refund", order=msg.key, amount=msg.payload["amount"])
     ctx.remember(msg.id)
-
-
-def test_a_shipping_fix_that_passes_100_random_seeds_is_caught_by_the_search():
-    """A retry of an order that is itself slow: two faults of two kinds, never combined by a seed."""
-    for seed in range(100):
-        for fault in ex05.SHIPPING_FAULTS:
-            ex05._judge_shipping(ex05.shipped_orders(claim_then_ship, seed, fault))
-    message = rejected("05-fix-shipping", claim_then_ship)
-    assert message.startswith(
-        "Under these 2 faults (m1 publish: the producer never hears the confirm and publishes again; "
-        "m3 delivery 1: the worker is slow)"
-    )
-    assert "given a label twice" in message
 
 
 def test_the_shipping_search_never_breaks_the_email_service():
@@ -548,17 +512,6 @@ def test_a_handler_that_floods_the_queue_is_told_so_instead_of_searched_for_minu
     message = rejected("05-payment-handler", charge_card)
     assert "too big to try every fault on" in message and "places where a fault could strike" in message
     assert "replay_schedule('05-payment-handler', charge_card, [])" in message
-
-
-def random_failures(scenario, faults, judge, answer, seeds=range(100)):
-    """The (seed, fault) runs of a check's random phase, over ``seeds``, that reject ``answer``."""
-    failed = []
-    for t in ex05.trials(seeds=seeds, fault=faults):
-        try:
-            judge(scenario(answer, t.seed, t.labels["fault"]))
-        except CheckFailed:
-            failed.append((t.seed, t.labels["fault"]))
-    return failed
 
 
 def equal_installments(seed):
@@ -583,7 +536,7 @@ def test_a_key_of_order_and_amount_fails_only_the_seeds_with_equal_installments(
     scenario always has the pair, and the check names it with no fault at all. (A handler that
     passes all 100 seeds and is caught by the search is :func:`claim_then_charge`.)"""
     answer = charging(by_order_and_amount)
-    failed = random_failures(ex05.paid_installments, ex05.PAYMENT_FAULTS, ex05._judge_payments, answer)
+    failed = random_failures("05-payment-handler", answer)
     split_equal = [seed for seed in range(100) if equal_installments(seed)]
     assert 0 < len(split_equal) <= 15
     assert sorted({seed for seed, _ in failed}) == split_equal
@@ -597,7 +550,10 @@ def test_a_key_of_order_and_amount_fails_only_the_seeds_with_equal_installments(
 
 def claim_then_call(msg, ctx):
     """Claims each payment before calling the provider, and calls again on a redelivery (the claim
-    may be all that is left of a worker that died), with the message id as the idempotency key."""
+    may be all that is left of a worker that died), with the message id as the idempotency key.
+
+    A redelivery reuses the message id, so the provider drops it; a producer's retry is skipped by
+    the claim."""
     payment = (msg.key, msg.payload["installment"])
     if msg.attempt == 1 and ctx.seen(payment):  # a producer's retry of a payment already claimed
         return
@@ -609,22 +565,6 @@ def claim_then_call(msg, ctx):
         installment=msg.payload["installment"],
         amount=msg.payload["amount"],
     )
-
-
-def test_a_provider_charge_that_passes_100_random_seeds_is_caught_by_the_search():
-    """A redelivery reuses the message id, so the provider drops it; a producer's retry is skipped by
-    the claim. A retry that is itself slow is redelivered as attempt 2, skips the claim and calls with
-    its own new message id: two faults of two kinds, which no random seed (one kind of fault at a
-    time) ever combines."""
-    judge = ex05._judge_provider
-    assert random_failures(ex05.provider_charges, ex05.PROVIDER_FAULTS, judge, claim_then_call) == []
-    message = rejected("05-provider-charge", claim_then_call)
-    assert message.startswith(
-        "Under these 2 faults (m1 publish: the producer never hears the confirm and publishes again; "
-        "m4 delivery 1: the worker is slow)"
-    )
-    assert "was charged twice" in message
-    assert "ex05.replay_schedule('05-provider-charge', charge_at_provider, [('lose_confirm', 'm1', 1), " in message
 
 
 def test_a_provider_key_of_order_and_amount_is_caught_without_a_fault():
@@ -646,23 +586,6 @@ def test_the_provider_search_replays_its_smallest_schedule_and_passes_the_soluti
     assert b.trace.to_records() == first.broker.trace.to_records()
 
 
-def refund_failures(answer):
-    return random_failures(
-        ex05.refunded_orders, ex05.REFUND_FAULTS, lambda run: ex05._judge_refunds(run, run.broker.seed), answer
-    )
-
-
-def test_a_refund_that_passes_100_random_seeds_is_caught_by_the_search():
-    """A redelivered refund skips the claim check and refunds again; the claim, written at the start,
-    keeps a producer's retry out. A retry that is itself slow is redelivered as attempt 2: two
-    faults of two kinds, which no random seed (one kind of fault at a time) ever combines."""
-    assert refund_failures(claim_then_refund) == []
-    message = rejected("05-idempotent-refund", claim_then_refund)
-    assert message.startswith("Under these 2 faults (m2 publish: the producer never hears the confirm")
-    assert "was refunded twice" in message
-    assert "ex05.replay_schedule('05-idempotent-refund', refund, [('lose_confirm', 'm2', 1), " in message
-
-
 def test_a_charge_still_being_made_when_its_refund_is_handled_is_not_held_against_the_refund(solution):
     """Seed 31, crashes during processing: order-1's charge crashes four times in a row and is being
     made (committing at t = 13) while its refund, sent at t = 12, is handled; each sees nothing of the
@@ -672,10 +595,34 @@ def test_a_charge_still_being_made_when_its_refund_is_handled_is_not_held_agains
     b = ex05.replay("05-idempotent-refund", solution["refund"], seed=31, fault="crashes during processing")
     charge = next(e for e in b.effects("charge") if e.key == "order-1")
     assert charge.time == 13 and not [e for e in b.effects("refund") if e.key == "order-1"]
-    assert refund_failures(solution["refund"]) == []
+    assert random_failures("05-idempotent-refund", solution["refund"]) == []
 
     def never_refunds(msg, ctx):
         ctx.remember((msg.key, "refund"))
 
     assert "never got the money back" in rejected("05-idempotent-refund", never_refunds)
-    assert len(refund_failures(never_refunds)) == 600
+    assert len(random_failures("05-idempotent-refund", never_refunds)) == 600
+
+
+@pytest.mark.parametrize(
+    ("check_id", "name", "answer", "retried", "slow", "says"),
+    [
+        ("05-payment-handler", "charge_card", claim_then_charge, "m1", "m4", "was charged twice"),
+        ("05-fix-shipping", "ship", claim_then_ship, "m1", "m3", "given a label twice"),
+        ("05-idempotent-refund", "refund", claim_then_refund, "m2", "m6", "was refunded twice"),
+        ("05-provider-charge", "charge_at_provider", claim_then_call, "m1", "m4", "was charged twice"),
+    ],
+    ids=["payment", "shipping", "refund", "provider"],
+)
+def test_a_handler_that_passes_100_random_seeds_is_caught_by_the_search(check_id, name, answer, retried, slow, says):
+    """A producer's retry that is itself slow is redelivered as attempt 2, which skips the claim and
+    does the work again: two faults of two kinds, which no random seed (one kind of fault at a time)
+    ever combines."""
+    assert random_failures(check_id, answer) == []
+    message = rejected(check_id, answer)
+    assert message.startswith(
+        f"Under these 2 faults ({retried} publish: the producer never hears the confirm and publishes again; "
+        f"{slow} delivery 1: the worker is slow)"
+    ), message
+    assert says in message
+    assert f"ex05.replay_schedule({check_id!r}, {name}, [('lose_confirm', {retried!r}, 1), " in message

@@ -117,27 +117,27 @@ def test_a_payload_that_cannot_be_copied_is_refused_at_publish():
 # ---------------------------------------------------------------- 3. outages and crashes
 
 
-def test_an_outage_ending_does_not_bring_back_a_worker_still_down_from_a_crash():
+@pytest.mark.parametrize(
+    ("restart_after", "outage", "until", "restarts"),
+    [
+        # crashed at 0, back at 10: the outage from 2 to 4 ending does not bring it back sooner
+        (10, (2, 4), 10.5, [10]),
+        # due back at 2, during the outage from 1 to 6: it waits for the outage to end
+        (2, (1, 6), 7, [6]),
+    ],
+    ids=["outage ending does not restart a crashed worker", "restart due during an outage waits for its end"],
+)
+def test_a_crashed_worker_comes_back_when_both_its_restart_and_any_outage_are_over(
+    restart_after, outage, until, restarts
+):
     b = eb.Broker(seed=0)
     b.queue("jobs")
-    b.worker("jobs", lambda msg, ctx: None, restart_after=10, faults=eb.Faults(crash_before_process=lambda m: True))
-    b.outage("jobs-1", 2, 4)
+    crash = eb.Faults(crash_before_process=lambda m: True)
+    b.worker("jobs", lambda msg, ctx: None, restart_after=restart_after, faults=crash)
+    b.outage("jobs-1", *outage)
     b.publish("jobs", 1)
-    b.run(until=9)
-    restarts = [e.time for e in b.trace.where(kind="restart")]
-    assert restarts == []  # crashed at 0, back at 10: the outage from 2 to 4 does not shorten that
-    b.run(until=10.5)
-    assert [e.time for e in b.trace.where(kind="restart")] == [10]
-
-
-def test_a_crash_restart_due_during_an_outage_waits_for_the_outage_to_end():
-    b = eb.Broker(seed=0)
-    b.queue("jobs")
-    b.worker("jobs", lambda msg, ctx: None, restart_after=2, faults=eb.Faults(crash_before_process=lambda m: True))
-    b.outage("jobs-1", 1, 6)
-    b.publish("jobs", 1)
-    b.run(until=7)
-    assert [e.time for e in b.trace.where(kind="restart")] == [6]
+    b.run(until=until)
+    assert [e.time for e in b.trace.where(kind="restart")] == restarts
 
 
 # ---------------------------------------------------------------- 4, 5. errors out of handlers

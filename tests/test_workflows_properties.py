@@ -103,6 +103,23 @@ def trip_saga():
     )
 
 
+def start_trips(saga, b, cars):
+    """Start one trip per entry of ``cars`` (the cars left for it), one time unit apart; returns their names."""
+    trips = [f"trip-{i}" for i in range(1, len(cars) + 1)]
+    for i, (trip, left) in enumerate(zip(trips, cars, strict=True)):
+        saga.start(b, trip, {"trip": trip, "cars_left": left}, at=float(i))
+    return trips
+
+
+def net_bookings(b, trip):
+    """Per service, the bookings ``trip`` still holds: booked minus cancelled."""
+    net = {"airline": 0, "hotels": 0, "cars": 0}
+    for e in b.effects():
+        if e.key == trip and e.name in ("booked", "cancelled"):
+            net[e["what"]] += 1 if e.name == "booked" else -1
+    return net
+
+
 @given(
     seed=st.integers(0, 10_000),
     f=faults(),
@@ -113,16 +130,11 @@ def test_a_saga_that_gives_up_on_commands_still_leaves_nothing_half_done(seed, f
     saga = trip_saga()
     b = eb.Broker(seed=seed)
     saga.install(b, faults=f, attempts=attempts)
-    trips = [f"trip-{i}" for i in range(1, len(cars) + 1)]
-    for i, (trip, left) in enumerate(zip(trips, cars, strict=True)):
-        saga.start(b, trip, {"trip": trip, "cars_left": left}, at=float(i))
+    trips = start_trips(saga, b, cars)
     b.run()
     states = saga.states(b)
     for trip, left in zip(trips, cars, strict=True):
-        net = {"airline": 0, "hotels": 0, "cars": 0}
-        for e in b.effects():
-            if e.key == trip and e.name in ("booked", "cancelled"):
-                net[e["what"]] += 1 if e.name == "booked" else -1
+        net = net_bookings(b, trip)
         sent = sum(1 for e in b.effects("sent") if e.key == trip)
         outcome = states[trip].outcome
         if outcome == "completed":
@@ -175,16 +187,11 @@ def compensated_but_kept(seed):
         step.service.workers = 2
     b = eb.Broker(seed=seed, handler_errors="record")
     saga.install(b, faults=f, attempts=attempts)
-    trips = [f"trip-{i}" for i in range(1, len(cars) + 1)]
-    for i, (trip, left) in enumerate(zip(trips, cars, strict=True)):
-        saga.start(b, trip, {"trip": trip, "cars_left": left}, at=float(i))
+    trips = start_trips(saga, b, cars)
     b.run()
     states = saga.states(b)
     for trip in trips:
-        net = {"airline": 0, "hotels": 0, "cars": 0}
-        for e in b.effects():
-            if e.key == trip and e.name in ("booked", "cancelled"):
-                net[e["what"]] += 1 if e.name == "booked" else -1
+        net = net_bookings(b, trip)
         outcome = states[trip].outcome
         if outcome == "compensated" and any(net.values()):
             return f"seed {seed}: {trip} was compensated but kept {net}"

@@ -594,18 +594,11 @@ class Broker(setup_checks.DeclaredNames):
         now = clock.now
         f = w.faults
         if q.guarantee == "exactly-once" and guards.dedupe_id(self, c) in q.ids:
-            events.extend(
-                _row(
-                    now,
-                    "dedup",
-                    w.name,
-                    c.id,
-                    attempt,
-                    "already processed (its dedupe record was committed with its work): "
-                    "acked without running the handler",
-                    None,
-                    q.name,
-                )
+            self._dedup(
+                w,
+                c,
+                attempt,
+                "already processed (its dedupe record was committed with its work): acked without running the handler",
             )
             self._ack(c, w, attempt)
             return
@@ -741,25 +734,14 @@ class Broker(setup_checks.DeclaredNames):
                 if (when == "commit" or when == "claim") and key in q.keys:
                     conflict = f"key {key!r} was already recorded"
                     if when == "claim":
-                        events.extend(
-                            _row(
-                                now,
-                                "dedup",
-                                w.name,
-                                c.id,
-                                attempt,
-                                f"{conflict}: rolled back, to decide again",
-                                None,
-                                q.name,
-                            )
-                        )
+                        self._dedup(w, c, attempt, f"{conflict}: rolled back, to decide again")
                         return True
                     break
         if conflict:
             rolled = f"{conflict}: rolled back, nothing applied"
             if ctx.calls:
                 rolled += " (but its outside calls had already happened: a call is never rolled back)"
-            events.extend(_row(now, "dedup", w.name, c.id, attempt, rolled, None, q.name))
+            self._dedup(w, c, attempt, rolled)
             if q.guarantee == "at-most-once":  # forgotten once sent, and now its work is void too
                 self._lose(c, "its work was rolled back and at-most-once never redelivers")
             return
@@ -888,6 +870,10 @@ class Broker(setup_checks.DeclaredNames):
         )
         if q.dead_letter is not None:
             self._enqueue(c.id, c.payload, c.key, q.name, self._queues[q.dead_letter])
+
+    def _dedup(self, w: _Worker, c: _Copy, attempt: int, detail: str) -> None:
+        """Trace work recognised as already done: skipped, or rolled back (``detail`` says which)."""
+        self._events.extend(_row(self._clock.now, "dedup", w.name, c.id, attempt, detail, None, c.queue.name))
 
     def _lose(self, c: _Copy, reason: str) -> None:
         c.queue.lost += 1

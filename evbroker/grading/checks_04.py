@@ -37,11 +37,10 @@ from evbroker.grading.authoring import (
     expect_equal,
     expect_number,
     pick,
-    trials,
 )
 from evbroker.grading.outcome import CheckFailed
 from evbroker.grading.registry import register
-from evbroker.grading.search import Search, expect_every_schedule, replay_schedule_from
+from evbroker.grading.search import Search, expect_every_sample, replay_schedule_from
 
 QUEUE = "payments"
 PRODUCER = "checkout"
@@ -201,15 +200,6 @@ def _cause(e: eb.TraceEvent) -> tuple[str, str] | None:
     return None
 
 
-def replay_line(check_id: str, answer: str, seed: int, fault: str) -> str:
-    """The replay text of a failure: the seed and the fault, and the call that rebuilds the run."""
-    module = check_id[:2]
-    return (
-        f"seed={seed}, fault: {fault}. To watch it: b = ex{module}.replay({check_id!r}, {answer}, "
-        f"seed={seed}, fault={fault!r}); print(b.trace.table())"
-    )
-
-
 def run_settling(b: eb.Broker) -> str:
     """Run ``b``; return the broker's explanation if the run could not settle, else ""."""
     try:
@@ -243,6 +233,12 @@ class Run:
 
     def story(self, order: str) -> str:
         return order_story(self.broker, self.messages()[order])
+
+
+def settled(run: Run) -> Run:
+    """Run ``run``'s broker; ``run.stuck`` says why, if it could not settle. Returns ``run``."""
+    run.stuck = run_settling(run.broker)
+    return run
 
 
 def fail_unless_settled(run: Run) -> None:
@@ -324,6 +320,17 @@ def configured_payments(declare_payments: Callable[[eb.Broker], Any], seed: int,
     two workers charge orders that take 1 to 4 time units; ``checkout`` places eight orders,
     one per time unit; ``fault`` (a key of :data:`CONFIG_FAULTS`) strikes the workers."""
     faults = pick(CONFIG_FAULTS, fault)
+    return settled(_orders(_declared(declare_payments, seed, faults), _amounts(seed, CONFIG_ORDERS), every=1.0))
+
+
+def searched_configured(declare_payments: Callable[[eb.Broker], Any], faults: eb.Faults) -> Run:
+    """The searched run of ``04-no-order-lost``, set up and not run: the learner's queue, two workers,
+    three orders one time unit apart, the middle one big (4 time units to charge)."""
+    return _orders(_declared(declare_payments, 0, faults), (25, 480, 60), every=1.0)
+
+
+def _declared(declare_payments: Callable[[eb.Broker], Any], seed: int, faults: eb.Faults | None) -> eb.Broker:
+    """A broker with the learner's queue, and the check's two workers on it, struck by ``faults``."""
     b = eb.Broker(seed=seed, settle_limit=SETTLE_LIMIT)
     call_answer(declare_payments, b, what="declare_payments(b)")
     expect(
@@ -337,35 +344,15 @@ def configured_payments(declare_payments: Callable[[eb.Broker], Any], seed: int,
         f"(yours started {', '.join(b.workers)}).",
     )
     b.worker(QUEUE, charge, count=2, service_time=charge_time, faults=faults)
-    run = Run(b)
-    for i, amount in enumerate(_amounts(seed, CONFIG_ORDERS)):
-        order = f"order-{i + 1}"
-        mid = b.publish(QUEUE, {"order": order, "amount": amount}, at=float(i), key=order, by=PRODUCER)
-        run.place(mid, order, amount)
-    run.stuck = run_settling(b)
-    return run
+    return b
 
 
-def searched_configured(declare_payments: Callable[[eb.Broker], Any], faults: eb.Faults) -> Run:
-    """The searched run of ``04-no-order-lost``, set up and not run: the learner's queue, two workers,
-    three orders one time unit apart, the middle one big (4 time units to charge)."""
-    b = eb.Broker(seed=0, settle_limit=SETTLE_LIMIT)
-    call_answer(declare_payments, b, what="declare_payments(b)")
-    expect(
-        QUEUE in b.queues,
-        f"declare_payments(b) should declare the queue {QUEUE!r}; it declared "
-        f"{', '.join(map(repr, b.queues)) or 'no queue'}.",
-    )
-    expect(
-        not b.workers,
-        "declare_payments(b) should only declare the queue: the check starts the workers itself "
-        f"(yours started {', '.join(b.workers)}).",
-    )
-    b.worker(QUEUE, charge, count=2, service_time=charge_time, faults=faults)
+def _orders(b: eb.Broker, amounts: Iterable[int], *, every: float) -> Run:
+    """``checkout`` places one order per amount in ``QUEUE``, ``every`` time units apart; not yet run."""
     run = Run(b)
-    for i, amount in enumerate((25, 480, 60)):
+    for i, amount in enumerate(amounts):
         order = f"order-{i + 1}"
-        mid = b.publish(QUEUE, {"order": order, "amount": amount}, at=float(i), key=order, by=PRODUCER)
+        mid = b.publish(QUEUE, {"order": order, "amount": amount}, at=every * i, key=order, by=PRODUCER)
         run.place(mid, order, amount)
     return run
 
@@ -381,14 +368,15 @@ CONFIG_SEARCH = Search(
 @register("04-no-order-lost", points=3, title="a queue that loses no order")
 def check_no_order_lost(declare_payments: Any) -> None:
     expect_callable(declare_payments, "declare_payments", params=1)
-    expect_every_schedule("04-no-order-lost", "declare_payments", CONFIG_SEARCH, declare_payments)
-    for t in trials(seeds=SEEDS, fault=CONFIG_FAULTS):
-        fault = t.labels["fault"]
-        try:
-            run = configured_payments(declare_payments, t.seed, fault)
-            _judge_configured(run)
-        except CheckFailed as failure:
-            raise failure.with_replay(replay_line("04-no-order-lost", "declare_payments", t.seed, fault)) from None
+    expect_every_sample(
+        "04-no-order-lost",
+        "declare_payments",
+        CONFIG_SEARCH,
+        declare_payments,
+        sampled=configured_payments,
+        faults=CONFIG_FAULTS,
+        seeds=SEEDS,
+    )
 
 
 def _judge_configured(run: Run) -> None:
@@ -438,14 +426,7 @@ def fixed_payments(setup_payments: Callable[[eb.Broker, eb.Faults], Any], seed: 
     worker itself, whatever the set-up handed them; ``checkout`` places eight orders half a time
     unit apart."""
     faults = pick(FIX_FAULTS, fault)
-    b = _set_up(setup_payments, seed, faults)
-    run = Run(b)
-    for i, amount in enumerate(_amounts(seed, FIX_ORDERS)):
-        order = f"order-{i + 1}"
-        mid = b.publish(QUEUE, {"order": order, "amount": amount}, at=0.5 * i, key=order, by=PRODUCER)
-        run.place(mid, order, amount)
-    run.stuck = run_settling(b)
-    return run
+    return settled(_orders(_set_up(setup_payments, seed, faults), _amounts(seed, FIX_ORDERS), every=0.5))
 
 
 def _set_up(setup_payments: Callable[[eb.Broker, eb.Faults], Any], seed: int, faults: eb.Faults) -> eb.Broker:
@@ -464,13 +445,7 @@ def _set_up(setup_payments: Callable[[eb.Broker, eb.Faults], Any], seed: int, fa
 def searched_payments(setup_payments: Callable[[eb.Broker, eb.Faults], Any], faults: eb.Faults) -> Run:
     """The searched run of ``04-fix-double-charge``, set up and not run: three orders one time unit
     apart through ``setup_payments``; ``faults`` go on its workers (put there by the search)."""
-    b = _set_up(setup_payments, 0, faults)
-    run = Run(b)
-    for i, amount in enumerate((25, 25, 60)):
-        order = f"order-{i + 1}"
-        mid = b.publish(QUEUE, {"order": order, "amount": amount}, at=float(i), key=order, by=PRODUCER)
-        run.place(mid, order, amount)
-    return run
+    return _orders(_set_up(setup_payments, 0, faults), (25, 25, 60), every=1.0)
 
 
 def _judge_fixed(run: Run) -> None:
@@ -489,14 +464,15 @@ FIX_SEARCH = Search(
 @register("04-fix-double-charge", points=3, title="fix the double charge")
 def check_fix_double_charge(setup_payments: Any) -> None:
     expect_callable(setup_payments, "setup_payments", params=2)
-    expect_every_schedule("04-fix-double-charge", "setup_payments", FIX_SEARCH, setup_payments)
-    for t in trials(seeds=SEEDS, fault=FIX_FAULTS):
-        fault = t.labels["fault"]
-        try:
-            run = fixed_payments(setup_payments, t.seed, fault)
-            _judge_fixed(run)
-        except CheckFailed as failure:
-            raise failure.with_replay(replay_line("04-fix-double-charge", "setup_payments", t.seed, fault)) from None
+    expect_every_sample(
+        "04-fix-double-charge",
+        "setup_payments",
+        FIX_SEARCH,
+        setup_payments,
+        sampled=fixed_payments,
+        faults=FIX_FAULTS,
+        seeds=SEEDS,
+    )
 
 
 # ---------------------------------------------------------------------------- replay
@@ -507,14 +483,15 @@ _REPLAYS: dict[str, tuple[Callable[[Any, int, str], Run], Mapping[str, Any]]] = 
 }
 
 
+_SEARCHES = {"04-no-order-lost": CONFIG_SEARCH, "04-fix-double-charge": FIX_SEARCH}
+
+
 def replay_schedule(check_id: str, answer: Callable[..., Any], faults: list[tuple]) -> eb.Broker:
     """Rebuild one fault schedule a searched check names, with your answer; returns the broker (already run).
 
     >>> b = replay_schedule("04-fix-double-charge", setup_payments, [("lose_ack", "m1", 1)])  # doctest: +SKIP
     """
-    return replay_schedule_from(
-        {"04-no-order-lost": CONFIG_SEARCH, "04-fix-double-charge": FIX_SEARCH}, check_id, answer, faults
-    )
+    return replay_schedule_from(_SEARCHES, check_id, answer, faults)
 
 
 def replay(check_id: str, answer: Callable[..., Any], *, seed: int, fault: str) -> eb.Broker:

@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import evbroker as eb
-from evbroker.grading.authoring import count_times, expect_callable, expect_equal, expect_number, pick, trials
+from evbroker.grading.authoring import count_times, expect_callable, expect_equal, expect_number, pick
 from evbroker.grading.checks_04 import (
     SEEDS,
     SETTLE_LIMIT,
@@ -35,17 +35,18 @@ from evbroker.grading.checks_04 import (
     expect_each_order_charged,
     fail_unless_settled,
     replay_from,
-    replay_line,
-    run_settling,
+    settled,
 )
 from evbroker.grading.outcome import CheckFailed
 from evbroker.grading.registry import register
-from evbroker.grading.search import Search, expect_every_schedule, replay_schedule_from
+from evbroker.grading.search import Search, expect_every_sample, replay_schedule_from
 
 PRODUCER = "checkout"
 CUSTOMERS = ("ada", "grace", "alan", "edsger")
 #: Each fault schedule: (worker faults, producer faults), each struck with this chance.
 CHANCE = 0.3
+#: The faults every searched check of this exercise places: each a consumer meets, and a producer's retry.
+SEARCHED_FAULTS = ("crash_during_process", "crash_before_ack", "lose_ack", "slow", "lose_confirm")
 
 
 def _schedules(*, slow_by: float) -> dict[str, tuple[eb.Faults | None, eb.Faults | None]]:
@@ -142,15 +143,28 @@ def paid_installments(charge_card: Callable[[eb.Message, eb.Context], Any], seed
     key of :data:`PAYMENT_FAULTS`.
     """
     worker_faults, producer_faults = pick(PAYMENT_FAULTS, fault)
+    return settled(_checkout(charge_card, "at-least-once", seed, 3, installments(seed), worker_faults, producer_faults))
+
+
+def _checkout(
+    handler: Callable[[eb.Message, eb.Context], Any],
+    guarantee: str,
+    seed: int,
+    workers: int,
+    payments: Iterable[tuple[str, int, str, int, float]],
+    worker_faults: eb.Faults | None,
+    producer_faults: eb.Faults | None,
+) -> Run:
+    """Checkout's payments, set up and not run: ``payments`` (as :func:`installments` gives them) to
+    ``payments`` (``guarantee``, ``ack_timeout=3``), ``workers`` workers running ``handler``."""
     b = eb.Broker(seed=seed, settle_limit=SETTLE_LIMIT)
-    b.queue("payments", guarantee="at-least-once", ack_timeout=3)
-    b.worker("payments", charge_card, count=3, service_time=1, faults=worker_faults)
+    b.queue("payments", guarantee=guarantee, ack_timeout=3)
+    b.worker("payments", handler, count=workers, service_time=1, faults=worker_faults)
     run = Run(b)
-    for order, installment, customer, amount, at in installments(seed):
+    for order, installment, customer, amount, at in payments:
         payload = {"order": order, "installment": installment, "customer": customer, "amount": amount}
         mid = b.publish("payments", payload, at=at, key=order, by=PRODUCER, faults=producer_faults)
         run.place(mid, installment_label(order, installment), amount)
-    run.stuck = run_settling(b)
     return run
 
 
@@ -167,15 +181,7 @@ def searched_installments(charge_card: Callable[[eb.Message, eb.Context], Any], 
     """The searched run of ``05-payment-handler``, set up and not run: :data:`SEARCHED_PAYMENTS` to
     ``payments`` (at-least-once, ``ack_timeout=3``), two workers running ``charge_card``, ``faults``
     on the workers and on checkout's publishes."""
-    b = eb.Broker(seed=0, settle_limit=SETTLE_LIMIT)
-    b.queue("payments", guarantee="at-least-once", ack_timeout=3)
-    b.worker("payments", charge_card, count=2, service_time=1, faults=faults)
-    run = Run(b)
-    for order, installment, customer, amount, at in SEARCHED_PAYMENTS:
-        payload = {"order": order, "installment": installment, "customer": customer, "amount": amount}
-        mid = b.publish("payments", payload, at=at, key=order, by=PRODUCER, faults=faults)
-        run.place(mid, installment_label(order, installment), amount)
-    return run
+    return _checkout(charge_card, "at-least-once", 0, 2, SEARCHED_PAYMENTS, faults, faults)
 
 
 def _judge_payments(run: Run) -> None:
@@ -185,26 +191,21 @@ def _judge_payments(run: Run) -> None:
     expect_each_order_charged(run, at_most_once=True, work_of=lambda e: installment_label(e["order"], e["installment"]))
 
 
-PAYMENT_SEARCH = Search(
-    searched_installments,
-    _judge_payments,
-    ("crash_during_process", "crash_before_ack", "lose_ack", "slow", "lose_confirm"),
-    max_faults=2,
-    slow_by=3.0,
-)
+PAYMENT_SEARCH = Search(searched_installments, _judge_payments, SEARCHED_FAULTS, max_faults=2, slow_by=3.0)
 
 
 @register("05-payment-handler", points=3, title="an idempotent payment handler")
 def check_payment_handler(charge_card: Any) -> None:
     expect_callable(charge_card, "charge_card", params=2)
-    expect_every_schedule("05-payment-handler", "charge_card", PAYMENT_SEARCH, charge_card)
-    for t in trials(seeds=SEEDS, fault=PAYMENT_FAULTS):
-        fault = t.labels["fault"]
-        try:
-            run = paid_installments(charge_card, t.seed, fault)
-            _judge_payments(run)
-        except CheckFailed as failure:
-            raise failure.with_replay(replay_line("05-payment-handler", "charge_card", t.seed, fault)) from None
+    expect_every_sample(
+        "05-payment-handler",
+        "charge_card",
+        PAYMENT_SEARCH,
+        charge_card,
+        sampled=paid_installments,
+        faults=PAYMENT_FAULTS,
+        seeds=SEEDS,
+    )
 
 
 def _expect_charges_name_their_payment(b: eb.Broker) -> None:
@@ -253,20 +254,33 @@ def shipped_orders(ship: Callable[[eb.Message, eb.Context], Any], seed: int, fau
     ``email`` service turns into one mail each. ``fault`` is a key of :data:`SHIPPING_FAULTS`.
     """
     worker_faults, producer_faults = pick(SHIPPING_FAULTS, fault)
+    rng = random.Random(seed)
+    addresses = [rng.choice(ADDRESSES) for _ in range(SHIPPING_ORDERS)]
+    return settled(_shipping(ship, seed, 3, addresses, worker_faults, producer_faults))
+
+
+def _shipping(
+    ship: Callable[[eb.Message, eb.Context], Any],
+    seed: int,
+    workers: int,
+    addresses: Iterable[str],
+    worker_faults: eb.Faults | None,
+    producer_faults: eb.Faults | None,
+) -> Run:
+    """Paid orders to ``shipping``, one per address, set up and not run: ``workers`` workers running
+    ``ship``, the ``email`` service behind ``order.shipped``."""
     b = eb.Broker(seed=seed, settle_limit=SETTLE_LIMIT)
     b.topic("order.shipped")
     b.queue("shipping", guarantee="at-least-once", ack_timeout=3)
     b.queue("email", bind="order.shipped")
-    b.worker("shipping", ship, count=3, service_time=1, faults=worker_faults)
+    b.worker("shipping", ship, count=workers, service_time=1, faults=worker_faults)
     b.worker("email", send_email, service_time=0.1)
-    rng = random.Random(seed)
     run = Run(b)
-    for i in range(SHIPPING_ORDERS):
+    for i, address in enumerate(addresses):
         order = f"order-{i + 1}"
-        payload = {"order": order, "address": rng.choice(ADDRESSES)}
+        payload = {"order": order, "address": address}
         mid = b.publish("shipping", payload, at=0.5 * i, key=order, by="payments", faults=producer_faults)
         run.placed[mid] = order
-    run.stuck = run_settling(b)
     return run
 
 
@@ -295,24 +309,13 @@ def searched_shipping(ship: Callable[[eb.Message, eb.Context], Any], faults: eb.
     (two workers running ``ship``), the ``email`` service behind ``order.shipped``; the search
     places its faults in the shipping service and on the publishes to it, never in the email
     service."""
-    b = eb.Broker(seed=0, settle_limit=SETTLE_LIMIT)
-    b.topic("order.shipped")
-    b.queue("shipping", guarantee="at-least-once", ack_timeout=3)
-    b.queue("email", bind="order.shipped")
-    b.worker("shipping", ship, count=2, service_time=1, faults=faults)
-    b.worker("email", send_email, service_time=0.1)
-    run = Run(b)
-    for i, address in enumerate(ADDRESSES[:2]):
-        order = f"order-{i + 1}"
-        mid = b.publish("shipping", {"order": order, "address": address}, at=0.5 * i, key=order, by="payments")
-        run.placed[mid] = order
-    return run
+    return _shipping(ship, 0, 2, ADDRESSES[:2], faults, None)
 
 
 SHIPPING_SEARCH = Search(
     searched_shipping,
     _judge_shipping,
-    ("crash_during_process", "crash_before_ack", "lose_ack", "slow", "lose_confirm"),
+    SEARCHED_FAULTS,
     max_faults=2,
     slow_by=3.0,
     queues=("shipping",),
@@ -322,13 +325,9 @@ SHIPPING_SEARCH = Search(
 @register("05-fix-shipping", points=3, title="fix the double label")
 def check_fix_shipping(ship: Any) -> None:
     expect_callable(ship, "ship", params=2)
-    expect_every_schedule("05-fix-shipping", "ship", SHIPPING_SEARCH, ship)
-    for t in trials(seeds=SEEDS, fault=SHIPPING_FAULTS):
-        fault = t.labels["fault"]
-        try:
-            _judge_shipping(shipped_orders(ship, t.seed, fault))
-        except CheckFailed as failure:
-            raise failure.with_replay(replay_line("05-fix-shipping", "ship", t.seed, fault)) from None
+    expect_every_sample(
+        "05-fix-shipping", "ship", SHIPPING_SEARCH, ship, sampled=shipped_orders, faults=SHIPPING_FAULTS, seeds=SEEDS
+    )
 
 
 # ---------------------------------------------------------------------------- 05-idempotent-refund
@@ -382,14 +381,20 @@ def _overtaken(seed: int) -> str:
 
 @dataclass
 class RefundRun(Run):
-    """A run of ``05-idempotent-refund``: a :class:`Run` that also knows which messages are refund commands."""
+    """A run of ``05-idempotent-refund``: a :class:`Run` that also knows which messages are refund
+    commands, and ``late``, the order whose charge command comes after its refund."""
 
     refunds: set[str] = field(default_factory=set)
+    late: str = ""
 
     def command(self, mid: str, command: str, order: str) -> None:
         self.placed[mid] = order
         if command == "refund":
             self.refunds.add(mid)
+
+    def asked(self) -> set[str]:
+        """The orders whose refund command was sent."""
+        return {self.placed[mid] for mid in self.refunds}
 
 
 def refunded_orders(refund: Callable[[eb.Message, eb.Context], Any], seed: int, fault: str) -> Run:
@@ -404,8 +409,8 @@ def refunded_orders(refund: Callable[[eb.Message, eb.Context], Any], seed: int, 
     b = eb.Broker(seed=seed, settle_limit=SETTLE_LIMIT)
     b.queue("payment", guarantee="at-least-once", ack_timeout=3)
     b.worker("payment", payment_service(refund), count=3, service_time=1, faults=worker_faults)
-    run = RefundRun(b)
     late = _overtaken(seed)
+    run = RefundRun(b, late=late)
     for i, (order, amount, charged, refunded) in enumerate(refund_plan(seed)):
         run.amounts[order] = amount
         sends = []
@@ -417,8 +422,7 @@ def refunded_orders(refund: Callable[[eb.Message, eb.Context], Any], seed: int, 
             payload = {"command": command, "order": order, "amount": amount}
             mid = b.publish("payment", payload, at=at, key=order, by=ORCHESTRATOR, faults=producer_faults)
             run.command(mid, command, order)
-    run.stuck = run_settling(b)
-    return run
+    return settled(run)
 
 
 #: The searched refunds: (order, amount, its commands and when they are sent). order-1 is charged
@@ -438,7 +442,7 @@ def searched_refunds(refund: Callable[[eb.Message, eb.Context], Any], faults: eb
     b = eb.Broker(seed=0, settle_limit=SETTLE_LIMIT)
     b.queue("payment", guarantee="at-least-once", ack_timeout=3)
     b.worker("payment", payment_service(refund), count=2, service_time=1, faults=faults)
-    run = RefundRun(b)
+    run = RefundRun(b, late="order-3")
     for order, amount, commands in SEARCHED_REFUNDS:
         run.amounts[order] = amount
         for command, at in commands:
@@ -447,34 +451,21 @@ def searched_refunds(refund: Callable[[eb.Message, eb.Context], Any], faults: eb
     return run
 
 
-def _judge_searched_refunds(run: Run) -> None:
-    _fail_on_handler_error(run, "refund")
-    fail_unless_settled(run)
-    _judge_refunds_for(run, {"order-1", "order-2", "order-3"}, "order-3")
-
-
-REFUND_SEARCH = Search(
-    searched_refunds,
-    _judge_searched_refunds,
-    ("crash_during_process", "crash_before_ack", "lose_ack", "slow", "lose_confirm"),
-    max_faults=2,
-    slow_by=3.0,
-)
+REFUND_SEARCH = Search(searched_refunds, lambda run: _judge_refunds(run), SEARCHED_FAULTS, max_faults=2, slow_by=3.0)
 
 
 @register("05-idempotent-refund", points=2, title="an idempotent refund")
 def check_refund(refund: Any) -> None:
     expect_callable(refund, "refund", params=2)
-    expect_every_schedule("05-idempotent-refund", "refund", REFUND_SEARCH, refund)
-    for t in trials(seeds=SEEDS, fault=REFUND_FAULTS):
-        fault = t.labels["fault"]
-        try:
-            run = refunded_orders(refund, t.seed, fault)
-            _fail_on_handler_error(run, "refund")
-            fail_unless_settled(run)
-            _judge_refunds(run, t.seed)
-        except CheckFailed as failure:
-            raise failure.with_replay(replay_line("05-idempotent-refund", "refund", t.seed, fault)) from None
+    expect_every_sample(
+        "05-idempotent-refund",
+        "refund",
+        REFUND_SEARCH,
+        refund,
+        sampled=refunded_orders,
+        faults=REFUND_FAULTS,
+        seeds=SEEDS,
+    )
 
 
 def _raced(run: Run, order: str) -> bool:
@@ -502,14 +493,12 @@ def _raced(run: Run, order: str) -> bool:
     return False
 
 
-def _judge_refunds(run: Run, seed: int) -> None:
-    asked = {order for order, _, _, refunded in refund_plan(seed) if refunded} | {_overtaken(seed)}
-    _judge_refunds_for(run, asked, _overtaken(seed))
-
-
-def _judge_refunds_for(run: Run, asked: set[str], late: str) -> None:
-    """Fail on a refund nobody asked for, twice, of a charge that never happened, or missing;
-    ``asked``: the orders whose refund was sent; ``late``: the one whose charge came after its refund."""
+def _judge_refunds(run: RefundRun) -> None:
+    """Fail on a handler error, a run that did not settle, or a refund nobody asked for, twice, of a
+    charge that never happened, or missing."""
+    _fail_on_handler_error(run, "refund")
+    fail_unless_settled(run)
+    asked, late = run.asked(), run.late
     b = run.broker
     for e in b.effects("refund"):
         if e.data.get("order") != e.key or "amount" not in e.data:
@@ -566,16 +555,7 @@ def provider_charges(charge: Callable[[eb.Message, eb.Context], Any], seed: int,
     card at the payment provider with ``ctx.call``, which that record cannot take back.
     """
     worker_faults, producer_faults = pick(PROVIDER_FAULTS, fault)
-    b = eb.Broker(seed=seed, settle_limit=SETTLE_LIMIT)
-    b.queue("payments", guarantee="exactly-once", ack_timeout=3)
-    b.worker("payments", charge, count=3, service_time=1, faults=worker_faults)
-    run = Run(b)
-    for order, installment, customer, amount, at in installments(seed):
-        payload = {"order": order, "installment": installment, "customer": customer, "amount": amount}
-        mid = b.publish("payments", payload, at=at, key=order, by=PRODUCER, faults=producer_faults)
-        run.place(mid, installment_label(order, installment), amount)
-    run.stuck = run_settling(b)
-    return run
+    return settled(_checkout(charge, "exactly-once", seed, 3, installments(seed), worker_faults, producer_faults))
 
 
 def searched_provider_charges(charge: Callable[[eb.Message, eb.Context], Any], faults: eb.Faults) -> Run:
@@ -584,15 +564,7 @@ def searched_provider_charges(charge: Callable[[eb.Message, eb.Context], Any], f
     workers and on checkout's publishes. order-1 is paid in two installments of the same amount and
     ada orders twice, so an idempotency key too broad (the order, the amount) shows without a fault,
     and one too narrow (the message id, none) under a single fault."""
-    b = eb.Broker(seed=0, settle_limit=SETTLE_LIMIT)
-    b.queue("payments", guarantee="exactly-once", ack_timeout=3)
-    b.worker("payments", charge, count=2, service_time=1, faults=faults)
-    run = Run(b)
-    for order, installment, customer, amount, at in SEARCHED_PAYMENTS:
-        payload = {"order": order, "installment": installment, "customer": customer, "amount": amount}
-        mid = b.publish("payments", payload, at=at, key=order, by=PRODUCER, faults=faults)
-        run.place(mid, installment_label(order, installment), amount)
-    return run
+    return _checkout(charge, "exactly-once", 0, 2, SEARCHED_PAYMENTS, faults, faults)
 
 
 def _judge_provider(run: Run) -> None:
@@ -612,25 +584,21 @@ def _judge_provider(run: Run) -> None:
         raise
 
 
-PROVIDER_SEARCH = Search(
-    searched_provider_charges,
-    _judge_provider,
-    ("crash_during_process", "crash_before_ack", "lose_ack", "slow", "lose_confirm"),
-    max_faults=2,
-    slow_by=3.0,
-)
+PROVIDER_SEARCH = Search(searched_provider_charges, _judge_provider, SEARCHED_FAULTS, max_faults=2, slow_by=3.0)
 
 
 @register("05-provider-charge", points=2, title="a card charge safe to repeat")
 def check_provider_charge(charge_at_provider: Any) -> None:
     expect_callable(charge_at_provider, "charge_at_provider", params=2)
-    expect_every_schedule("05-provider-charge", "charge_at_provider", PROVIDER_SEARCH, charge_at_provider)
-    for t in trials(seeds=SEEDS, fault=PROVIDER_FAULTS):
-        fault = t.labels["fault"]
-        try:
-            _judge_provider(provider_charges(charge_at_provider, t.seed, fault))
-        except CheckFailed as failure:
-            raise failure.with_replay(replay_line("05-provider-charge", "charge_at_provider", t.seed, fault)) from None
+    expect_every_sample(
+        "05-provider-charge",
+        "charge_at_provider",
+        PROVIDER_SEARCH,
+        charge_at_provider,
+        sampled=provider_charges,
+        faults=PROVIDER_FAULTS,
+        seeds=SEEDS,
+    )
 
 
 def _expect_provider_calls(b: eb.Broker) -> None:

@@ -11,21 +11,27 @@ A scenario is ``scenario(answer, faults) -> Run`` (a broker set up, not run, and
 it placed); a judge is ``judge(run)``, raising :class:`CheckFailed` in the learner's terms.
 The check injects the faults itself (``inject=True``), so a set-up that forgets or refuses
 to hand ``faults`` on is still put through them.
+
+After the search, a searched check also runs its random phase (:func:`expect_every_sample`): a
+bigger scenario ``sampled(answer, seed, fault) -> Run``, already run, for every seed under every
+fault, judged by the same judge; a failure there names its seed and fault.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import evbroker as eb
 from evbroker.core.explore import SearchTooLarge
 from evbroker.errors import one_of
+from evbroker.grading.authoring import trials
 from evbroker.grading.outcome import CheckFailed
 
 Scenario = Callable[[Any, eb.Faults], Any]  # (answer, faults) -> checks_04.Run, not yet run
 Judge = Callable[[Any], None]
+Sampled = Callable[[Any, int, str], Any]  # (answer, seed, fault label) -> checks_04.Run, already run
 
 
 @dataclass(frozen=True)
@@ -129,3 +135,43 @@ def replay_schedule_from(table: dict[str, Search], check_id: str, answer: Any, f
     return eb.explore.replay(  # type: ignore[attr-defined]
         build, list(faults), inject=True, kinds=search.faults(), only=search.only
     )
+
+
+def replay_line(check_id: str, answer: str, seed: int, fault: str) -> str:
+    """The replay text of a random run's failure: the seed and the fault, and the call that rebuilds the run."""
+    module = check_id[:2]
+    return (
+        f"seed={seed}, fault: {fault}. To watch it: b = ex{module}.replay({check_id!r}, {answer}, "
+        f"seed={seed}, fault={fault!r}); print(b.trace.table())"
+    )
+
+
+def sampled_failures(
+    sampled: Sampled, faults: Mapping[str, Any], judge: Judge, answer: Any, seeds: Iterable[int]
+) -> Iterator[tuple[int, str, CheckFailed]]:
+    """Each (seed, fault label, failure) of the random phase that ``judge`` rejects, seeds fastest."""
+    for t in trials(seeds=seeds, fault=faults):
+        fault = t.labels["fault"]
+        try:
+            judge(sampled(answer, t.seed, fault))
+        except CheckFailed as failure:
+            yield t.seed, fault, failure
+
+
+def expect_every_sample(
+    check_id: str,
+    answer_name: str,
+    search: Search,
+    answer: Any,
+    *,
+    sampled: Sampled,
+    faults: Mapping[str, Any],
+    seeds: Iterable[int],
+) -> None:
+    """A searched check's two phases: every schedule of ``search``, then every seed under every fault of
+    ``sampled``, judged by ``search.judge``; fails on the first wrong run, with how to replay it.
+
+    ``seeds``: the check module's ``SEEDS``, read by the check when it runs (the grader swaps them)."""
+    expect_every_schedule(check_id, answer_name, search, answer)
+    for seed, fault, failure in sampled_failures(sampled, faults, search.judge, answer, seeds):
+        raise failure.with_replay(replay_line(check_id, answer_name, seed, fault)) from None
