@@ -169,7 +169,8 @@ def test_a_runaway_or_greedy_answer_costs_its_own_question_only(tmp_path):
                 cell.source = source
         write_notebook(nb, tmp_path / "in" / student / SOURCE.name)
     out = tmp_path / "out"
-    assert main([str(tmp_path / "in"), "--out", str(out), "--cell-timeout", "3", "--memory", "1024"]) == 0
+    limit = 8  # long enough for an honest check on a busy machine; the endless loop costs this much
+    assert main([str(tmp_path / "in"), "--out", str(out), "--cell-timeout", str(limit), "--memory", "1024"]) == 0
     for student in answers:
         report = json.loads((out / "reports" / student / "04_delivery_guarantees.json").read_text())
         points = {q["id"]: q["points"] for q in report["questions"]}
@@ -181,7 +182,7 @@ def test_a_runaway_or_greedy_answer_costs_its_own_question_only(tmp_path):
         }
     loops = json.loads((out / "reports" / "loops" / "04_delivery_guarantees.json").read_text())
     assert loops["questions"][2]["status"] == "timeout"
-    assert loops["seconds"] < 3 + 10, "the cell limit, plus a kernel restart and the other questions"
+    assert loops["seconds"] < limit + 10, "the cell limit, plus a kernel restart and the other questions"
     greedy = json.loads((out / "reports" / "greedy" / "04_delivery_guarantees.json").read_text())
     assert "MemoryError" in greedy["questions"][2]["message"]
     filler = json.loads((out / "reports" / "filler" / "04_delivery_guarantees.json").read_text())
