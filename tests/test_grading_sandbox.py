@@ -83,7 +83,7 @@ def test_every_cheat_scores_zero_where_it_was_tried_and_flags_the_row(graded, st
 
 def test_honest_answers_get_their_points_numpy_numbers_too(graded):
     _, book = graded
-    assert book["honest"]["total"] == book["honest-numpy"]["total"] == "10"
+    assert book["honest"]["total"] == book["honest-numpy"]["total"] == "10", (book["honest"], book["honest-numpy"])
     assert book["honest"]["status"] == book["honest-numpy"]["status"] == "ok"
 
 
