@@ -125,18 +125,20 @@ def notebook_client(nb: NotebookNode, cwd: Path, *, ipc_dir: Path | None = None,
     port is picked by one process for another to bind later (picking free TCP ports and binding
     them are two steps, and another kernel started in between can take the same port). Without
     it, the sockets are TCP on localhost, encrypted (CurveZMQ) when pyzmq supports it, which also
-    keeps the kernel from warning about plain-text TCP on stderr.
+    keeps the kernel from warning about plain-text TCP on stderr. ``reply_grace`` (seconds, off
+    by default) ends the wait for a reply the kernel lost (see ``evbroker.kernel_client``).
     """
     import zmq
-    from nbclient import NotebookClient
     from traitlets.config import Config
+
+    from evbroker.kernel_client import WatchedNotebookClient
 
     if ipc_dir is not None:
         manager = {"transport": "ipc", "ip": str(Path(ipc_dir) / "kernel"), "transport_encryption": "disabled"}
     else:
         manager = {"transport_encryption": "auto" if zmq.has("curve") else "disabled"}
     options.setdefault("record_timing", False)
-    return NotebookClient(
+    return WatchedNotebookClient(
         nb,
         kernel_name=KERNEL_NAME,
         resources={"metadata": {"path": str(cwd)}},
@@ -145,38 +147,50 @@ def notebook_client(nb: NotebookNode, cwd: Path, *, ipc_dir: Path | None = None,
     )
 
 
-KERNEL_STARTS = 2  # a kernel that never answers is replaced once, then the build fails
+KERNEL_STARTS = 2  # a kernel that never answers or loses a reply is replaced once, then the build fails
 STARTUP_TIMEOUT = 60  # seconds a new kernel has to answer its first request
+REPLY_GRACE = 30  # seconds a cell's reply may lag behind the kernel going idle before it counts as lost
 
 
 class _KernelNeverAnswered(Exception):
     """The kernel died or stayed silent before the first cell ran: nothing of the notebook ran yet."""
 
 
-def execute_notebook(path: Path, *, timeout: float = 600, startup_timeout: float = STARTUP_TIMEOUT) -> NotebookNode:
+def execute_notebook(
+    path: Path, *, timeout: float = 600, startup_timeout: float = STARTUP_TIMEOUT, reply_grace: float = REPLY_GRACE
+) -> NotebookNode:
     """Run ``path`` top to bottom in a fresh kernel and return it, normalised; raise BuildError on failure.
 
     The kernel talks over Unix sockets in a private temporary folder (see ``notebook_client``).
-    A kernel that dies or does not answer within ``startup_timeout`` seconds before the first
-    cell runs is replaced by a fresh one once, said on stderr; a second such kernel fails the
-    build. Once a cell has run, nothing is retried: a notebook's code never runs twice.
+    Two kernel failures that are not the notebook's doing get one more try, each said on stderr:
+    a kernel that dies or does not answer within ``startup_timeout`` seconds before the first
+    cell runs, and a cell that finished in the kernel (idle) whose reply has not arrived
+    ``reply_grace`` seconds later (seen on a busy machine; without this the build would wait out
+    the whole cell timeout). The notebook then runs again from the top in a fresh kernel, which
+    gives the same outputs (the build is deterministic). A second failure fails the build.
     """
+    from evbroker.kernel_client import ReplyLost
+
     path = Path(path).resolve()
     for _ in range(KERNEL_STARTS - 1):
         try:
-            return _execute_once(path, timeout, startup_timeout)
+            return _execute_once(path, timeout, startup_timeout, reply_grace)
         except _KernelNeverAnswered as exc:
             print(f"build: {_show(path)}: the kernel never answered ({exc}); trying a fresh one", file=sys.stderr)
+        except ReplyLost as exc:
+            print(f"build: {_show(path)}: {exc}; running it again in a fresh kernel", file=sys.stderr)
     try:
-        return _execute_once(path, timeout, startup_timeout)
+        return _execute_once(path, timeout, startup_timeout, reply_grace)
     except _KernelNeverAnswered as exc:
         raise BuildError(
             f"{_show(path)}: {KERNEL_STARTS} fresh kernels in a row never answered (last: {exc}); "
             "is the machine out of memory or processes?"
         ) from None
+    except ReplyLost as exc:
+        raise BuildError(f"{_show(path)}: {exc}, in {KERNEL_STARTS} fresh kernels in a row") from None
 
 
-def _execute_once(path: Path, timeout: float, startup_timeout: float) -> NotebookNode:
+def _execute_once(path: Path, timeout: float, startup_timeout: float, reply_grace: float) -> NotebookNode:
     from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
     nb = read_notebook(path)
@@ -187,6 +201,7 @@ def _execute_once(path: Path, timeout: float, startup_timeout: float) -> Noteboo
             ipc_dir=Path(ipc_dir),
             timeout=timeout,
             startup_timeout=startup_timeout,
+            reply_grace=reply_grace,
             store_widget_state=True,
             allow_errors=False,
         )
