@@ -9,7 +9,10 @@ it back in place with its outputs and its widget state. The result is determinis
 counts run 1, 2, 3...; timing metadata is dropped; widget model ids are renamed to ids derived
 from the notebook's name and the widget's creation order, so a second build rewrites the same
 bytes. A cell that raises (unless tagged ``raises-exception``) or writes to stderr fails the
-build, naming the notebook and the cell, and that notebook is left untouched.
+build, naming the notebook and the cell, and that notebook is left untouched. Kernels talk over
+Unix sockets in a private folder (no TCP port to race other kernels for); a kernel that never
+answers, or a cell reply the kernel lost, gets one fresh kernel, said on stderr, instead of a
+crash or a wait of a whole cell timeout.
 
 ``exercises`` writes ``exercises/NN_name.ipynb`` for every ``solutions/NN_name.ipynb``, the way
 nbgrader's ``generate_assignment`` does: in solution cells, the code between
