@@ -2,11 +2,14 @@
 
 On a busy machine, a cell of a notebook that shows an ``Output`` widget (nbclient mirrors what
 the widget captures back to the kernel as ``comm_msg`` updates on the shell channel) sometimes
-finishes in the kernel, whose ``status: idle`` arrives, while its ``execute_reply`` never does.
-Both processes then sit idle and nbclient waits for the reply until the cell timeout (600 s in
-the build). With ``reply_grace`` set, a cell whose kernel went idle and whose reply has not come
-``reply_grace`` seconds later stops the run with :class:`ReplyLost` instead, so the build can
-run the notebook again in a fresh kernel.
+finishes in the kernel, whose ``status: idle`` arrives, while its ``execute_reply`` is never
+read: measured under load, the reply had reached the client's shell socket but the client's
+asyncio wait on that socket never woke up (pyzmq signals a socket's messages on an
+edge-triggered descriptor). Both processes then sit idle and nbclient waits until the cell
+timeout (600 s in the build). With ``reply_grace`` set, a cell whose kernel went idle and whose
+reply has not been read ``reply_grace`` seconds later stops the run with :class:`ReplyLost`
+(saying whether the reply sits unread in the socket), so the build can run the notebook again
+in a fresh kernel.
 """
 
 from __future__ import annotations
