@@ -9,7 +9,10 @@ it back in place with its outputs and its widget state. The result is determinis
 counts run 1, 2, 3...; timing metadata is dropped; widget model ids are renamed to ids derived
 from the notebook's name and the widget's creation order, so a second build rewrites the same
 bytes. A cell that raises (unless tagged ``raises-exception``) or writes to stderr fails the
-build, naming the notebook and the cell, and that notebook is left untouched.
+build, naming the notebook and the cell, and that notebook is left untouched. Kernels talk over
+Unix sockets in a private folder (no TCP port to race other kernels for); a kernel that never
+answers, or a cell reply the kernel lost, gets one fresh kernel, said on stderr, instead of a
+crash or a wait of a whole cell timeout.
 
 ``exercises`` writes ``exercises/NN_name.ipynb`` for every ``solutions/NN_name.ipynb``, the way
 nbgrader's ``generate_assignment`` does: in solution cells, the code between
@@ -23,11 +26,13 @@ committed exercises differ from what would be generated.
 from __future__ import annotations
 
 import argparse
+import atexit
 import hashlib
 import json
 import os
 import re
 import sys
+import tempfile
 import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -115,41 +120,113 @@ def kernel_env(mpl_backend: str = INLINE_BACKEND) -> dict[str, str]:
     return env
 
 
-def notebook_client(nb: NotebookNode, cwd: Path, **options: object) -> NotebookClient:
+def notebook_client(nb: NotebookNode, cwd: Path, *, ipc_dir: Path | None = None, **options: object) -> NotebookClient:
     """An nbclient client for a fresh ``python3`` kernel of this environment, started in ``cwd``.
 
-    The kernel's sockets are encrypted (CurveZMQ) when pyzmq supports it, which also keeps the
-    kernel from warning about plain-text TCP on stderr.
+    With ``ipc_dir`` (a private folder, short path) the kernel's five sockets are Unix sockets in
+    that folder: nothing listens on TCP, the folder's permissions keep other users out, and no
+    port is picked by one process for another to bind later (picking free TCP ports and binding
+    them are two steps, and another kernel started in between can take the same port). Without
+    it, the sockets are TCP on localhost, encrypted (CurveZMQ) when pyzmq supports it, which also
+    keeps the kernel from warning about plain-text TCP on stderr. ``reply_grace`` (seconds, off
+    by default) ends the wait for a reply the kernel lost (see ``evbroker.kernel_client``).
     """
     import zmq
-    from nbclient import NotebookClient
     from traitlets.config import Config
 
-    encryption = "auto" if zmq.has("curve") else "disabled"
-    config = Config({"KernelManager": {"transport_encryption": encryption}})
+    from evbroker.kernel_client import WatchedNotebookClient
+
+    if ipc_dir is not None:
+        manager = {"transport": "ipc", "ip": str(Path(ipc_dir) / "kernel"), "transport_encryption": "disabled"}
+    else:
+        manager = {"transport_encryption": "auto" if zmq.has("curve") else "disabled"}
     options.setdefault("record_timing", False)
-    return NotebookClient(
-        nb, kernel_name=KERNEL_NAME, resources={"metadata": {"path": str(cwd)}}, config=config, **options
+    return WatchedNotebookClient(
+        nb,
+        kernel_name=KERNEL_NAME,
+        resources={"metadata": {"path": str(cwd)}},
+        config=Config({"KernelManager": manager}),
+        **options,
     )
 
 
-def execute_notebook(path: Path, *, timeout: float = 600) -> NotebookNode:
-    """Run ``path`` top to bottom in a fresh kernel and return it, normalised; raise BuildError on failure."""
-    from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
+KERNEL_STARTS = 2  # a kernel that never answers or loses a reply is replaced once, then the build fails
+STARTUP_TIMEOUT = 60  # seconds a new kernel has to answer its first request
+REPLY_GRACE = 30  # seconds a cell's reply may lag behind the kernel going idle before it counts as lost
+
+
+class _KernelNeverAnswered(Exception):
+    """The kernel died or stayed silent before the first cell ran: nothing of the notebook ran yet."""
+
+
+def execute_notebook(
+    path: Path, *, timeout: float = 600, startup_timeout: float = STARTUP_TIMEOUT, reply_grace: float = REPLY_GRACE
+) -> NotebookNode:
+    """Run ``path`` top to bottom in a fresh kernel and return it, normalised; raise BuildError on failure.
+
+    The kernel talks over Unix sockets in a private temporary folder (see ``notebook_client``).
+    Two kernel failures that are not the notebook's doing get one more try, each said on stderr:
+    a kernel that dies or does not answer within ``startup_timeout`` seconds before the first
+    cell runs, and a cell that finished in the kernel (idle) whose reply has not arrived
+    ``reply_grace`` seconds later (seen on a busy machine; without this the build would wait out
+    the whole cell timeout). The notebook then runs again from the top in a fresh kernel, which
+    gives the same outputs (the build is deterministic). A second failure fails the build.
+    """
+    from evbroker.kernel_client import ReplyLost
 
     path = Path(path).resolve()
-    nb = read_notebook(path)
-    client = notebook_client(nb, path.parent, timeout=timeout, store_widget_state=True, allow_errors=False)
+    for _ in range(KERNEL_STARTS - 1):
+        try:
+            return _execute_once(path, timeout, startup_timeout, reply_grace)
+        except _KernelNeverAnswered as exc:
+            print(f"build: {_show(path)}: the kernel never answered ({exc}); trying a fresh one", file=sys.stderr)
+        except ReplyLost as exc:
+            print(f"build: {_show(path)}: {exc}; running it again in a fresh kernel", file=sys.stderr)
     try:
-        client.execute(env=kernel_env())
-    except CellExecutionError as exc:
-        index = _failed_cell(nb)
-        detail = ANSI_ESCAPE.sub("", str(exc))
-        raise BuildError(f"{_show(path)}: {_describe_cell(nb, index)} raised an error:\n{detail}") from None
-    except CellTimeoutError:
-        raise BuildError(f"{_show(path)}: a cell ran longer than {timeout:g} s (the build timeout)") from None
-    except DeadKernelError:
-        raise BuildError(f"{_show(path)}: the kernel died while running it") from None
+        return _execute_once(path, timeout, startup_timeout, reply_grace)
+    except _KernelNeverAnswered as exc:
+        raise BuildError(
+            f"{_show(path)}: {KERNEL_STARTS} fresh kernels in a row never answered (last: {exc}); "
+            "is the machine out of memory or processes?"
+        ) from None
+    except ReplyLost as exc:
+        raise BuildError(f"{_show(path)}: {exc}, in {KERNEL_STARTS} fresh kernels in a row") from None
+
+
+def _execute_once(path: Path, timeout: float, startup_timeout: float, reply_grace: float) -> NotebookNode:
+    from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
+
+    nb = read_notebook(path)
+    with tempfile.TemporaryDirectory(prefix="evbroker-kernel-") as ipc_dir:
+        client = notebook_client(
+            nb,
+            path.parent,
+            ipc_dir=Path(ipc_dir),
+            timeout=timeout,
+            startup_timeout=startup_timeout,
+            reply_grace=reply_grace,
+            store_widget_state=True,
+            allow_errors=False,
+        )
+        try:
+            client.execute(env=kernel_env())
+        except CellExecutionError as exc:
+            index = _failed_cell(nb)
+            detail = ANSI_ESCAPE.sub("", str(exc))
+            raise BuildError(f"{_show(path)}: {_describe_cell(nb, index)} raised an error:\n{detail}") from None
+        except CellTimeoutError:
+            raise BuildError(f"{_show(path)}: a cell ran longer than {timeout:g} s (the build timeout)") from None
+        except (DeadKernelError, RuntimeError, TimeoutError) as exc:
+            # RuntimeError: jupyter_client's "Kernel died before replying to kernel_info" and
+            # "Kernel didn't respond in N seconds"; nbclient's execute runs its own event loop.
+            if client.code_cells_executed == 0:
+                raise _KernelNeverAnswered(str(exc) or type(exc).__name__) from None
+            if isinstance(exc, DeadKernelError):
+                raise BuildError(f"{_show(path)}: the kernel died while running it") from None
+            raise BuildError(f"{_show(path)}: the kernel connection failed: {exc}") from None
+        finally:
+            # nbclient leaves its exit-time clean-up registered when the kernel fails to start.
+            atexit.unregister(client._cleanup_kernel)
     problems = list(stderr_problems(nb))
     if problems:
         raise BuildError(f"{_show(path)}: " + "; ".join(problems))

@@ -2,12 +2,14 @@
 
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
+import evbroker.build as build_module
 from evbroker.build import (
     ROOT,
     BuildError,
@@ -285,3 +287,64 @@ def test_stored_widget_state_keeps_creation_order_once_written_with_sorted_keys(
     written = nbformat.reads(notebook_text(_stable_widget_ids(nb, "99_fixture")), as_version=4)
     state = written.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
     assert [model["state"]["n"] for model in state.values()] == list(range(len(created)))
+
+
+def _kernelspec(folder, name, code):
+    """A kernelspec named ``name`` whose kernel process runs ``code`` with the connection file in argv."""
+    spec = folder / "kernels" / name
+    spec.mkdir(parents=True)
+    argv = [sys.executable, "-c", code, "{connection_file}"]
+    (spec / "kernel.json").write_text(json.dumps({"argv": argv, "display_name": name, "language": "python"}))
+
+
+@pytest.mark.slow
+def test_a_kernel_that_never_answers_is_replaced_once_then_the_build_fails_saying_so(tmp_path, monkeypatch, capsys):
+    _kernelspec(tmp_path, "dead", "raise SystemExit(3)")
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path))
+    monkeypatch.setattr(build_module, "KERNEL_NAME", "dead")
+    lesson = tmp_path / "01_x.ipynb"
+    write_notebook(solution_notebook(new_code_cell("x = 1")), lesson)
+    before = lesson.read_bytes()
+
+    code = main(["notebooks", str(lesson)])
+
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.count("the kernel never answered") == 1, err
+    assert "01_x.ipynb: 2 fresh kernels in a row never answered" in err
+    assert lesson.read_bytes() == before
+
+
+@pytest.mark.slow
+def test_a_kernel_that_dies_before_answering_is_replaced_and_the_build_goes_on(tmp_path, monkeypatch, build):
+    marker = tmp_path / "first-start-happened"
+    flaky = (
+        "import pathlib, runpy, sys\n"
+        f"marker = pathlib.Path({str(marker)!r})\n"
+        "if not marker.exists():\n"
+        "    marker.touch()\n"
+        "    raise SystemExit(3)\n"
+        "sys.argv = ['ipykernel_launcher', '-f', sys.argv[1]]\n"
+        "runpy.run_module('ipykernel_launcher', run_name='__main__')\n"
+    )
+    _kernelspec(tmp_path, "flaky", flaky)
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path))
+    monkeypatch.setattr(build_module, "KERNEL_NAME", "flaky")
+    lesson = tmp_path / "01_x.ipynb"
+    write_notebook(solution_notebook(new_code_cell("print(6 * 7)")), lesson)
+
+    code, out, err = build(lesson)
+
+    assert code == 0, err
+    assert "01_x.ipynb: the kernel never answered" in err and "trying a fresh one" in err
+    assert "updated" in out
+    [cell] = json.loads(lesson.read_text())["cells"]
+    assert cell["outputs"][0]["text"] == ["42\n"]
+
+
+def test_lesson_kernels_talk_over_private_unix_sockets_not_tcp(tmp_path):
+    client = build_module.notebook_client(solution_notebook(), tmp_path, ipc_dir=tmp_path)
+    manager = client.create_kernel_manager()
+    assert manager.transport == "ipc"
+    assert manager.ip == str(tmp_path / "kernel")
+    assert manager.transport_encryption == "disabled"
