@@ -6,7 +6,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 KIT    := $(VENV)/.kit-installed
 TESTKIT:= $(VENV)/.test-installed
-NBVAL  := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
+# A lesson cell takes seconds; 300 s bounds one that never answers instead of nbval's default 2000 s.
+NBVAL  := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout=300
 PYTEST_ARGS ?=
 
 .PHONY: lab test test-fast notebooks exercises check grade class bench lint clean help
